@@ -1,0 +1,93 @@
+"""The one protocol every backend implements, and the loading options they share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+import torch
+
+from ..prompt import EncodedPrompt, SpecialIds, TextTokenizer
+
+NoiseKind = Literal["uniform", "mask"]
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    device: str = "auto"  # "auto" picks cuda when available, else cpu
+    dtype: str = "auto"  # "auto": bfloat16 on cuda, float32 on cpu; or float32 / bfloat16 / float16
+    quantize: str | None = None  # None, "4bit" or "8bit" (bitsandbytes, CUDA only)
+    trust_remote_code: bool = False  # needed by masked-diffusion checkpoints that ship their own modeling code
+    threads: int | None = None  # torch CPU threads; None leaves torch's default
+
+
+@dataclass
+class CacheStats:
+    """Encoder prefill accounting, for `infill daemon status` and the cache benchmarks."""
+
+    prefills: int = 0
+    hits: int = 0  # prefills that reused a cached prefix of at least one token
+    reused_tokens: int = 0
+    computed_tokens: int = 0
+    seconds: float = 0.0
+
+    @property
+    def hit_rate(self) -> float:
+        return self.hits / self.prefills if self.prefills else 0.0
+
+
+@dataclass
+class PromptState:
+    """What a backend needs to denoise canvases for one prompt (an encoder cache, or the raw ids)."""
+
+    prompt: EncodedPrompt
+    position: int  # position id of the first canvas slot
+    payload: object = None  # backend-specific: a KV cache, token tensors, ...
+    reused_tokens: int = 0
+    computed_tokens: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+@runtime_checkable
+class Backend(Protocol):
+    model_id: str
+    prompt_format: str  # key of infill.prompt.PROMPT_FORMATS
+    noise: NoiseKind  # "uniform": noised slots hold random ids; "mask": they hold the mask id
+    tokenizer: TextTokenizer
+    ids: SpecialIds
+    vocab_size: int
+    device: torch.device
+    dtype: torch.dtype
+    cache_stats: CacheStats
+
+    def prefill(self, prompt: EncodedPrompt) -> PromptState:
+        """Run (or reuse) the encoder over the prompt. Counts as one forward pass when it computes anything."""
+        ...
+
+    def denoise(
+        self, state: PromptState, canvas: torch.Tensor, self_conditioning: torch.Tensor | None
+    ) -> torch.Tensor:
+        """canvas (B, L) ids -> logits (B, L, V) float32 for the clean canvas. One forward pass."""
+        ...
+
+    def describe(self) -> dict:
+        """Model id, parameters, device and dtype, for status messages."""
+        ...
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float16": torch.float16, "fp16": torch.float16}
+    if name not in table:
+        from ..errors import BadInputError
+
+        raise BadInputError(f"unknown dtype {name!r}; choose one of: auto, {', '.join(sorted(table))}")
+    return table[name]

@@ -1,0 +1,122 @@
+"""tree-sitter in one place: language detection, cached parsers, syntax errors.
+
+Grammars come from the official per-language wheels (no run-time downloads).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from functools import cache
+from pathlib import PurePath
+
+import tree_sitter as ts
+
+from .errors import UnknownLanguageError
+
+# language name -> (module, attribute of the function returning the grammar)
+GRAMMARS: dict[str, tuple[str, str]] = {
+    "python": ("tree_sitter_python", "language"),
+    "javascript": ("tree_sitter_javascript", "language"),
+    "typescript": ("tree_sitter_typescript", "language_typescript"),
+    "tsx": ("tree_sitter_typescript", "language_tsx"),
+    "go": ("tree_sitter_go", "language"),
+    "rust": ("tree_sitter_rust", "language"),
+    "java": ("tree_sitter_java", "language"),
+    "c": ("tree_sitter_c", "language"),
+    "cpp": ("tree_sitter_cpp", "language"),
+    "lua": ("tree_sitter_lua", "language"),
+}
+
+EXTENSIONS: dict[str, str] = {
+    ".py": "python", ".pyi": "python", ".pyw": "python",
+    ".js": "javascript", ".mjs": "javascript", ".cjs": "javascript", ".jsx": "javascript",
+    ".ts": "typescript", ".mts": "typescript", ".cts": "typescript", ".tsx": "tsx",
+    ".go": "go", ".rs": "rust", ".java": "java",
+    ".c": "c", ".h": "c",
+    ".cc": "cpp", ".cpp": "cpp", ".cxx": "cpp", ".hpp": "cpp", ".hh": "cpp", ".hxx": "cpp",
+    ".lua": "lua",
+}
+
+# Names editors use (LSP languageId, Neovim filetype) mapped to grammar names.
+ALIASES: dict[str, str] = {
+    "py": "python", "js": "javascript", "javascriptreact": "javascript", "ts": "typescript",
+    "typescriptreact": "tsx", "golang": "go", "rs": "rust", "c++": "cpp", "cxx": "cpp",
+}
+
+
+def normalize_language(name: str) -> str:
+    """Editor or user language name -> grammar name; raises UnknownLanguageError."""
+    key = ALIASES.get(name.lower(), name.lower())
+    if key not in GRAMMARS:
+        raise UnknownLanguageError(
+            f"no grammar for language {name!r}; known: {', '.join(sorted(GRAMMARS))}"
+        )
+    return key
+
+
+def language_for_path(path: str | None) -> str | None:
+    """Grammar name from a file name, or None when no bundled grammar covers the file type."""
+    if not path:
+        return None
+    return EXTENSIONS.get(PurePath(path).suffix.lower())
+
+
+@cache
+def grammar(language: str) -> ts.Language:
+    module, attr = GRAMMARS[normalize_language(language)]
+    return ts.Language(getattr(importlib.import_module(module), attr)())
+
+
+@cache
+def _parser(language: str) -> ts.Parser:
+    return ts.Parser(grammar(language))
+
+
+def parse(text: str, language: str) -> ts.Tree:
+    """Parse a whole document. Byte offsets in the tree are UTF-8; use `ByteMap` to convert."""
+    return _parser(language).parse(text.encode("utf-8"))
+
+
+@dataclass(frozen=True)
+class ByteMap:
+    """Converts between code-point offsets of a str and UTF-8 byte offsets of its encoding."""
+
+    text: str
+
+    def to_byte(self, offset: int) -> int:
+        return len(self.text[:offset].encode("utf-8"))
+
+    def to_char(self, byte_offset: int) -> int:
+        return len(self.text.encode("utf-8")[:byte_offset].decode("utf-8", errors="ignore"))
+
+
+@dataclass(frozen=True)
+class SyntaxError_:
+    """An ERROR or MISSING node, as code-point offsets."""
+
+    start: int
+    end: int
+    missing: bool
+
+
+def syntax_errors(text: str, language: str, limit: int = 64) -> list[SyntaxError_]:
+    """ERROR and MISSING nodes of the parse, outermost first, in document order."""
+    tree = parse(text, language)
+    if not tree.root_node.has_error:
+        return []
+    bm = ByteMap(text)
+    ascii_only = text.isascii()
+    found: list[SyntaxError_] = []
+    stack = [tree.root_node]
+    while stack and len(found) < limit:
+        node = stack.pop()
+        if node.is_error or node.is_missing:
+            s, e = node.start_byte, node.end_byte
+            if not ascii_only:
+                s, e = bm.to_char(s), bm.to_char(e)
+            found.append(SyntaxError_(s, e, node.is_missing))
+            continue
+        if node.has_error:
+            stack.extend(reversed(node.children))
+    return found
