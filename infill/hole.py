@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 
-class HoleKind(str, Enum):
+class HoleKind(StrEnum):
     EXPRESSION = "expression"  # inside an expression or argument list: `foo(a, |)`
     LINE = "line"  # rest of the current line after code: `x = |`
     STATEMENT = "statement"  # a new statement on an empty line inside a block

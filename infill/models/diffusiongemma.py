@@ -1,0 +1,202 @@
+"""DiffusionGemma through transformers' native `DiffusionGemmaForBlockDiffusion`.
+
+The same class serves the released 26B-A4B checkpoint and the project's own small model. The encoder
+(causal) prefills the prompt into a KV cache once; the decoder (bidirectional) denoises canvases
+against it without changing it, so one cache serves every step and every candidate canvas.
+
+While a user types, consecutive prompts share a long prefix (suffix-first prompts change only at the
+end), so `prefill` keeps a few recent caches and re-encodes only from the first changed token.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+
+from ..errors import ModelLoadError
+from .base import CacheStats, LoadOptions, PromptState, resolve_device, resolve_dtype
+from .presets import RANDOM_INIT_MARKER
+from .tokenizer import HFTokenizer, special_ids
+
+# The released instruction model ends its turn with <end_of_turn> (id 106) as well as <eos>.
+CHAT_END_TOKENS = ("<end_of_turn>", "<turn|>")
+
+
+class DiffusionGemmaBackend:
+    noise = "uniform"
+
+    def __init__(self, model, tokenizer, model_id: str, cache_entries: int = 4) -> None:
+        self.model = model.eval()
+        self.hf_tokenizer = tokenizer
+        self.tokenizer = HFTokenizer(tokenizer)
+        self.model_id = model_id
+        extra_eos = tuple(i for n in CHAT_END_TOKENS if (i := self.tokenizer.token_id(n)) is not None)
+        self.ids = special_ids(self.tokenizer, extra_eos)
+        self.prompt_format = "fim" if self.ids.fim_middle is not None else "chat"
+        text_cfg = model.config.get_text_config(decoder=True)
+        self.text_config = text_cfg
+        self.vocab_size = text_cfg.vocab_size
+        self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+        self.cache_entries = cache_entries
+        self._caches: OrderedDict[tuple[int, ...], object] = OrderedDict()
+        self.cache_stats = CacheStats()
+
+    # -- loading -------------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, model_id: str, options: LoadOptions = LoadOptions()) -> DiffusionGemmaBackend:
+        from transformers import AutoTokenizer, DiffusionGemmaConfig, DiffusionGemmaForBlockDiffusion
+
+        device = resolve_device(options.device)
+        dtype = resolve_dtype(options.dtype, device)
+        if options.threads:
+            torch.set_num_threads(options.threads)
+        path = Path(model_id)
+        local = path.is_dir()
+        if not local and ("/" not in model_id or model_id.startswith((".", "/"))):
+            raise ModelLoadError(f"model {model_id!r} is not a directory; give a checkpoint directory or a hub id "
+                                 "that is already in the local Hugging Face cache")
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(model_id, local_files_only=True)
+            if local and (path / RANDOM_INIT_MARKER).exists():
+                config = DiffusionGemmaConfig.from_pretrained(model_id)
+                torch.manual_seed(json.loads((path / RANDOM_INIT_MARKER).read_text()).get("seed", 0))
+                with torch.device(device):
+                    model = DiffusionGemmaForBlockDiffusion(config).to(dtype)
+            else:
+                kwargs = dict(dtype=dtype, local_files_only=True)
+                if options.quantize:
+                    kwargs["quantization_config"] = _bnb_config(options.quantize, device)
+                    kwargs["device_map"] = {"": device.index or 0}
+                model = DiffusionGemmaForBlockDiffusion.from_pretrained(model_id, **kwargs)
+                if not options.quantize:
+                    model = model.to(device)
+        except ModelLoadError:
+            raise
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"could not load DiffusionGemma checkpoint {model_id!r}: {exc}") from exc
+        return cls(model, tokenizer, model_id)
+
+    def describe(self) -> dict:
+        params = sum(p.numel() for p in self.model.parameters())
+        return {"model": self.model_id, "backend": "diffusiongemma", "parameters": params,
+                "device": str(self.device), "dtype": str(self.dtype).removeprefix("torch."),
+                "prompt_format": self.prompt_format}
+
+    # -- encoder ---------------------------------------------------------------------------------------
+    def _new_cache(self):
+        from transformers.cache_utils import DynamicCache
+
+        return DynamicCache(config=self.text_config)
+
+    def _reusable(self, ids: tuple[int, ...]) -> tuple[object | None, int]:
+        """The cached prompt sharing the longest prefix with `ids`, and that prefix's length."""
+        best, best_len = None, 0
+        for key, cache in self._caches.items():
+            n = _common_prefix(key, ids)
+            if n > best_len and _croppable(cache, n):
+                best, best_len = (key, cache), n
+        if best is None:
+            return None, 0
+        self._caches.move_to_end(best[0])
+        return best[1], best_len
+
+    @torch.no_grad()
+    def prefill(self, prompt) -> PromptState:
+        ids = tuple(prompt.encoder_ids)
+        started = time.perf_counter()
+        base, reused = self._reusable(ids)
+        if reused == len(ids):
+            reused -= 1  # an identical prompt still encodes its last token, into a cache of its own
+        cache = _prefix_copy(base, reused, self._new_cache()) if base is not None else self._new_cache()
+        todo = torch.tensor([ids[reused:]], device=self.device)
+        positions = torch.arange(reused, len(ids), device=self.device)[None]
+        self.model.model.encoder(input_ids=todo, cache=cache, position_ids=positions)
+        self._caches[ids] = cache
+        while len(self._caches) > self.cache_entries:
+            self._caches.popitem(last=False)
+        stats = self.cache_stats
+        stats.prefills += 1
+        stats.hits += reused > 0
+        stats.reused_tokens += reused
+        stats.computed_tokens += len(ids) - reused
+        stats.seconds += time.perf_counter() - started
+        return PromptState(prompt=prompt, position=len(ids), payload=cache, reused_tokens=reused,
+                           computed_tokens=len(ids) - reused)
+
+    def clear_cache(self) -> None:
+        self._caches.clear()
+
+    # -- decoder ---------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def denoise(self, state: PromptState, canvas: torch.Tensor, self_conditioning: torch.Tensor | None) -> torch.Tensor:
+        batch, length = canvas.shape  # (B, L)
+        cache = _expanded(state.payload, batch, self._new_cache())
+        positions = torch.arange(state.position, state.position + length, device=self.device)[None]
+        out = self.model(decoder_input_ids=canvas, cache=cache, decoder_position_ids=positions,
+                         self_conditioning_logits=self_conditioning)
+        return out.logits  # (B, L, V) float32, softcapped
+
+
+def _bnb_config(kind: str, device: torch.device):
+    if device.type != "cuda":
+        raise ModelLoadError("bitsandbytes quantization needs a CUDA GPU; drop --quantize on CPU")
+    try:
+        import bitsandbytes  # noqa: F401
+        from transformers import BitsAndBytesConfig
+    except ImportError as exc:
+        raise ModelLoadError("quantization needs bitsandbytes: pip install 'infill[gpu]'") from exc
+    if kind == "4bit":
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch.bfloat16, bnb_4bit_quant_type="nf4")
+    if kind == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    raise ModelLoadError(f"unknown quantization {kind!r}; choose 4bit or 8bit")
+
+
+def _common_prefix(a: tuple[int, ...], b: tuple[int, ...]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def _croppable(cache, n: int) -> bool:
+    """A sliding layer that already dropped its oldest tokens cannot be rewound."""
+    for layer in cache.layers:
+        sliding = getattr(layer, "is_sliding", False) and layer.keys is not None
+        if sliding and layer.keys.shape[-2] < getattr(layer, "cumulative_length", layer.keys.shape[-2]):
+            return False
+    return n > 0
+
+
+def _prefix_copy(src, n: int, dst):
+    """A new cache holding the first n positions of `src` (views, no copy; `src` is never mutated)."""
+    for s, d in zip(src.layers, dst.layers, strict=True):
+        if not s.is_initialized:
+            continue
+        d.lazy_initialization(s.keys[..., :n, :], s.values[..., :n, :])
+        d.keys, d.values = s.keys[..., :n, :], s.values[..., :n, :]
+        if hasattr(d, "cumulative_length"):
+            d.cumulative_length = n
+    return dst
+
+
+def _expanded(src, batch: int, dst):
+    """The same cache with batch size `batch` (expanded views; the decoder only reads the cache)."""
+    if batch == 1:
+        return src
+    for s, d in zip(src.layers, dst.layers, strict=True):
+        if not s.is_initialized:
+            continue
+        keys = s.keys.expand(batch, *s.keys.shape[1:])
+        values = s.values.expand(batch, *s.values.shape[1:])
+        d.lazy_initialization(keys, values)
+        d.keys, d.values = keys, values
+        if hasattr(d, "cumulative_length"):
+            d.cumulative_length = s.cumulative_length
+    return dst

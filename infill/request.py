@@ -1,0 +1,58 @@
+"""What callers hand the engine, and what they get back."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class InfillRequest:
+    """One hole in one document. Give `cursor` (complete at a point) or `span` (regenerate a range)."""
+
+    text: str  # the whole document
+    cursor: int | None = None  # code-point offset
+    span: tuple[int, int] | None = None  # code-point offsets, end exclusive
+    path: str | None = None  # used for language detection and messages
+    language: str | None = None  # grammar name; None: from the path, else line-based sizing
+    quality: str = "balanced"  # key of infill.sampler.QUALITY_PRESETS
+    max_steps: int | None = None  # overrides the preset's step limit
+    seed: int | None = None  # makes sampling deterministic
+    deadline: float | None = None  # time.monotonic() after which the request fails
+    lengths: tuple[int, ...] | None = None  # candidate canvas lengths; None: from the span sizer
+    seam_tokens: int | None = None  # suffix tokens clamped at the canvas end; None: engine default
+
+    def __post_init__(self) -> None:
+        if (self.cursor is None) == (self.span is None):
+            raise ValueError("give exactly one of cursor or span")
+
+
+@dataclass
+class Candidate:
+    length: int
+    text: str
+    syntax_ok: bool
+    confidence: float  # mean log-probability of the chosen tokens
+    finished: bool  # the middle ended inside the canvas (an end token, or the seam)
+
+
+@dataclass
+class InfillResult:
+    text: str  # the middle, post-processed; replaces [start, end)
+    start: int
+    end: int
+    kind: str
+    syntax_ok: bool  # the spliced document adds no syntax error the original did not have
+    steps: int  # denoising steps of the chosen run
+    forward_passes: int  # encoder + decoder passes spent on this hole, repairs included
+    tokens: int  # tokens in the middle
+    seconds: float
+    model: str
+    language: str | None
+    sizing: str
+    candidates: list[Candidate] = field(default_factory=list)
+    repaired: bool = False
+    prompt_tokens: int = 0
+    reused_prompt_tokens: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,194 @@
+"""The denoising loop, readable top to bottom.
+
+Defaults follow the released DiffusionGemma settings: entropy-bound acceptance (γ = 0.1), temperature
+falling linearly from 0.8 to 0.4, at most 48 steps, and an adaptive stop once the argmax canvas is
+stable and its mean entropy is below 0.005.
+
+Two kinds of noise, chosen by the backend:
+- uniform (DiffusionGemma): noised slots hold random ids. Every step, the accepted slots take a sampled
+  token and *every other slot is re-noised*, earlier acceptances included; nothing is frozen.
+- mask (Dream / LLaDA style): noised slots hold the mask id; accepted slots are frozen for good.
+
+Clamped slots (the suffix head, padding past a candidate's end, everything outside a repair window)
+are re-imposed after every step: they are never free.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import torch
+
+from .errors import CancelledError, DeadlineExceededError, lookup
+from .models.base import Backend, PromptState
+
+# A logits processor sees (logits (b, L, V), step index from 0, the batch rows those b logits belong to)
+# and returns processed logits. Rows matter because finished rows leave the batch.
+LogitsProcessor = Callable[[torch.Tensor, int, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    entropy_bound: float = 0.1  # γ: accept the lowest-entropy slots while Σ H − max H ≤ γ (EB-Sampler)
+    t_max: float = 0.8  # temperature at the first step
+    t_min: float = 0.4  # temperature at the last step of the step budget
+    max_steps: int = 48  # step budget; the released checkpoint uses 48
+    stability: int = 1  # stop once the argmax canvas is unchanged for this many steps ...
+    confidence: float = 0.005  # ... and the mean entropy of the canvas is below this
+    self_conditioning: bool = True  # feed the previous step's logits back (DiffusionGemma does)
+
+    def __post_init__(self) -> None:
+        if self.entropy_bound <= 0:
+            raise ValueError("entropy_bound must be > 0")
+        if self.max_steps < 1:
+            raise ValueError("max_steps must be >= 1")
+        if not 0 < self.t_min <= self.t_max:
+            raise ValueError("temperatures must satisfy 0 < t_min <= t_max")
+
+
+QUALITY_PRESETS: dict[str, SamplerConfig] = {
+    "fast": SamplerConfig(entropy_bound=0.3, max_steps=16),  # more tokens per step, short budget
+    "balanced": SamplerConfig(),  # the released settings
+    "thinking": SamplerConfig(entropy_bound=0.05, max_steps=96, stability=2),  # careful steps, bigger budget
+}
+
+
+def quality_preset(name: str, max_steps: int | None = None) -> SamplerConfig:
+    cfg = lookup(QUALITY_PRESETS, "quality preset", name)
+    return replace(cfg, max_steps=max_steps) if max_steps else cfg
+
+
+@dataclass
+class SampleOutput:
+    tokens: torch.Tensor  # (B, L) argmax canvas at each row's last step
+    logprobs: torch.Tensor  # (B, L) log-probability of those tokens (temperature 1)
+    steps: torch.Tensor  # (B,) steps each row ran
+    finished: torch.Tensor  # (B,) rows that stopped adaptively (not by the step budget)
+    forward_passes: int  # decoder passes (one per step, over the rows still running)
+
+
+def temperature(cfg: SamplerConfig, step: int) -> float:
+    """Linear schedule over the step budget: t_max at step 0, t_min at the last step."""
+    remaining = cfg.max_steps - step  # N .. 1, as DiffusionGemma counts
+    return cfg.t_min + (cfg.t_max - cfg.t_min) * remaining / cfg.max_steps
+
+
+def entropy_bound_accept(entropy: torch.Tensor, eligible: torch.Tensor, bound: float) -> torch.Tensor:
+    """EB rule: per row, accept the lowest-entropy eligible slots while Σ H − max H ≤ bound.
+
+    entropy (B, L), eligible (B, L) bool -> accepted (B, L) bool. At least one eligible slot is accepted.
+    """
+    h = entropy.masked_fill(~eligible, float("inf"))  # ineligible slots sort last
+    sorted_h, order = torch.sort(h, dim=-1)  # (B, L) ascending
+    finite = torch.isfinite(sorted_h)
+    cumulative = torch.cumsum(sorted_h.masked_fill(~finite, 0.0), dim=-1)
+    take = (cumulative - sorted_h.masked_fill(~finite, 0.0) <= bound) & finite  # sorted h is the running max
+    return torch.zeros_like(take).scatter(-1, order, take)
+
+
+def initial_canvas(backend: Backend, shape: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
+    if backend.noise == "mask":
+        assert backend.ids.mask is not None, "a mask-noise backend needs a mask id"
+        return torch.full(shape, backend.ids.mask, dtype=torch.long, device=backend.device)
+    return torch.randint(0, backend.vocab_size, shape, generator=generator, device=backend.device)
+
+
+def sample(
+    backend: Backend,
+    state: PromptState,
+    clamp_ids: torch.Tensor,  # (B, L) long: the id a slot is clamped to, -1 where the slot is free
+    cfg: SamplerConfig = SamplerConfig(),
+    processors: Sequence[LogitsProcessor] = (),
+    seed: int | None = None,
+    init_canvas: torch.Tensor | None = None,  # (B, L) start here instead of pure noise (repairs)
+    on_step: Callable[[int, torch.Tensor], None] | None = None,  # (step, argmax canvas (B, L)) drafts
+    cancelled: Callable[[], bool] | None = None,
+    deadline: float | None = None,  # time.monotonic() limit
+) -> SampleOutput:
+    device = backend.device
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed if seed is not None else int(torch.seed() % 2**63))
+    clamp_ids = clamp_ids.to(device)
+    clamped = clamp_ids >= 0  # (B, L)
+    batch, length = clamp_ids.shape
+
+    # 1. Start from noise (or the given canvas), clamps in place.
+    canvas = init_canvas.to(device).clone() if init_canvas is not None else initial_canvas(backend, (batch, length), generator)
+    canvas = torch.where(clamped, clamp_ids, canvas)
+    masked = ~clamped if backend.noise == "mask" else None  # (B, L) slots still holding the mask id
+
+    argmax = canvas.clone()
+    logprobs = torch.zeros(batch, length, device=device)
+    steps = torch.zeros(batch, dtype=torch.long, device=device)
+    finished = torch.zeros(batch, dtype=torch.bool, device=device)
+    history: list[torch.Tensor] = []  # previous argmax canvases, for the stability test
+    self_cond: torch.Tensor | None = None  # (B, L, V) previous processed logits
+    passes = 0
+
+    for step in range(cfg.max_steps):
+        if cancelled is not None and cancelled():
+            raise CancelledError("request cancelled")
+        if deadline is not None and time.monotonic() > deadline:
+            raise DeadlineExceededError(f"deadline passed after {step} denoising steps")
+        active = ~finished  # rows still denoising; finished rows keep their result
+        rows = active.nonzero().squeeze(-1)
+
+        # 2. One decoder pass over the active rows: logits for the clean canvas.
+        sc = self_cond[rows] if self_cond is not None else None
+        raw = backend.denoise(state, canvas[rows], sc)  # (b, L, V) float32
+        passes += 1
+        for process in processors:
+            raw = process(raw, step, rows)
+        t = temperature(cfg, step)
+        scaled = raw / t
+        logp = torch.log_softmax(scaled, dim=-1)  # (b, L, V)
+        probs = logp.exp()
+        entropy = -(probs * logp).nan_to_num().sum(-1)  # (b, L)
+
+        # 3. Propose: a sample at every slot, and the argmax as the current draft.
+        proposal = torch.multinomial(probs.view(-1, probs.shape[-1]), 1, generator=generator).view(len(rows), length)
+        draft = scaled.argmax(-1)  # (b, L)
+
+        # 4. Accept the lowest-entropy slots under the entropy bound; re-noise (uniform) or keep masked (mask).
+        free = ~clamped[rows]
+        eligible = free & masked[rows] if masked is not None else free
+        accept = entropy_bound_accept(entropy, eligible, cfg.entropy_bound)  # (b, L)
+        if masked is not None:
+            nxt = torch.where(accept, proposal, canvas[rows])
+            masked[rows] = masked[rows] & ~accept
+        else:
+            noise = torch.randint(0, backend.vocab_size, proposal.shape, generator=generator, device=device)
+            nxt = torch.where(accept, proposal, noise)
+        nxt = torch.where(clamped[rows], clamp_ids[rows], nxt)  # 5. clamps are re-imposed every step
+        canvas[rows] = nxt
+
+        # 6. Record the draft, then stop rows whose draft is stable and confident.
+        argmax[rows] = torch.where(clamped[rows], clamp_ids[rows], draft)
+        logprobs[rows] = torch.log_softmax(raw, dim=-1).gather(-1, argmax[rows, :, None]).squeeze(-1)
+        steps[rows] += 1
+        history.append(argmax.clone())
+        stable = torch.ones(batch, dtype=torch.bool, device=device)
+        if cfg.stability:
+            if len(history) <= cfg.stability:
+                stable[:] = False
+            for past in history[-cfg.stability - 1 : -1]:
+                stable &= (past == argmax).all(-1)
+        confident = torch.zeros(batch, dtype=torch.bool, device=device)
+        mean_h = (entropy * free).sum(-1) / free.sum(-1).clamp(min=1)
+        confident[rows] = mean_h < cfg.confidence
+        done_now = stable & confident & active
+        if masked is not None:
+            done_now |= active & ~masked.any(-1)
+        finished |= done_now
+        if cfg.self_conditioning and backend.noise == "uniform":
+            if self_cond is None:
+                self_cond = torch.zeros(batch, length, scaled.shape[-1], dtype=backend.dtype, device=device)
+            self_cond[rows] = scaled.to(backend.dtype)
+        if on_step is not None:
+            on_step(step, argmax)
+        if bool(finished.all()):
+            break
+
+    return SampleOutput(tokens=argmax, logprobs=logprobs, steps=steps, finished=finished, forward_passes=passes)
