@@ -86,8 +86,10 @@ def trim_overlap(middle: str, suffix: str, cfg: ConstraintConfig) -> list[str]:
     for k in range(min(len(middle), len(suffix)), 0, -1):
         head = suffix[:k]
         if middle.endswith(head) and head.strip():
-            if set(head.strip()) <= CLOSING or len(head.strip()) >= cfg.min_overlap_chars:
-                variants.append(middle[: len(middle) - k])
+            trimmed = middle[: len(middle) - k]
+            closers_only = set(head.strip()) <= CLOSING
+            if (closers_only or len(head.strip()) >= cfg.min_overlap_chars) and trimmed not in variants:
+                variants.append(trimmed)
             break
     return variants
 
