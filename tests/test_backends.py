@@ -1,0 +1,98 @@
+"""Backends on real random-init checkpoints: cache reuse is exact, batching is exact, errors are clear."""
+
+import pytest
+import torch
+
+from infill.errors import ModelLoadError
+from infill.models import detect_backend, load_backend
+from infill.models.base import LoadOptions
+from infill.prompt import PromptConfig, encode_prompt
+
+
+@pytest.fixture(scope="module")
+def dg(tiny_model_dir):
+    return load_backend(str(tiny_model_dir))
+
+
+def _prompt(backend, prefix, suffix="\n"):
+    return encode_prompt(backend.prompt_format, backend.tokenizer, backend.ids, prefix, suffix, PromptConfig())
+
+
+def test_diffusiongemma_is_detected_and_described(dg, tiny_model_dir):
+    assert detect_backend(str(tiny_model_dir)) == "diffusiongemma"
+    info = dg.describe()
+    assert info["backend"] == "diffusiongemma" and info["prompt_format"] == "fim" and info["parameters"] > 0
+    assert dg.ids.fim_middle is not None and dg.ids.pad not in dg.ids.banned
+
+
+def test_encoder_cache_reuse_gives_the_same_logits_as_a_fresh_prefill(dg):
+    dg.clear_cache()
+    canvas = torch.randint(20, dg.vocab_size, (2, 12), generator=torch.Generator().manual_seed(0))
+    typed = "def area(radius):\n    return 3.14 * rad"
+    first = dg.prefill(_prompt(dg, typed[:-3]))
+    assert first.reused_tokens == 0
+    second = dg.prefill(_prompt(dg, typed))  # the user typed three more characters
+    assert second.reused_tokens > 0 and second.reused_tokens + second.computed_tokens == len(second.prompt.encoder_ids)
+    reused = dg.denoise(second, canvas, None)
+    dg.clear_cache()
+    fresh_state = dg.prefill(_prompt(dg, typed))
+    assert fresh_state.reused_tokens == 0
+    fresh = dg.denoise(fresh_state, canvas, None)
+    assert torch.allclose(reused, fresh, atol=1e-4)
+    assert dg.cache_stats.hits >= 1 and 0 < dg.cache_stats.hit_rate <= 1
+
+
+def test_batched_canvases_match_one_at_a_time(dg):
+    state = dg.prefill(_prompt(dg, "x = [1, 2, "))
+    canvas = torch.randint(20, dg.vocab_size, (3, 8), generator=torch.Generator().manual_seed(1))
+    batched = dg.denoise(state, canvas, None)
+    for row in range(3):
+        assert torch.allclose(batched[row], dg.denoise(state, canvas[row : row + 1], None)[0], atol=1e-4)
+
+
+def test_missing_checkpoint_and_cpu_quantization_give_clear_errors(tmp_path, tiny_model_dir):
+    with pytest.raises(ModelLoadError, match="config.json"):
+        load_backend(str(tmp_path))
+    with pytest.raises(ModelLoadError, match="CUDA"):
+        load_backend(str(tiny_model_dir), LoadOptions(device="cpu", quantize="4bit"))
+
+
+@pytest.fixture(scope="module")
+def masked_dir(tmp_path_factory, tiny_model_dir):
+    """A tiny random Llama saved with the project's tokenizer stands in for a Dream-style checkpoint:
+    the adapter's layout, mask noise and logit shift run for real; only the weights are untrained."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    out = tmp_path_factory.mktemp("masked")
+    tok = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512)
+    torch.manual_seed(0)
+    LlamaForCausalLM(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def test_masked_backend_shifts_logits_and_uses_mask_noise(masked_dir):
+    backend = load_backend(str(masked_dir))
+    assert backend.noise == "mask" and backend.prompt_format == "masked" and backend.family.shift_logits
+    state = backend.prefill(_prompt(backend, "a = ", "\nb = 2\n"))
+    canvas = torch.full((1, 5), backend.ids.mask)
+    logits = backend.denoise(state, canvas, None)
+    prefix, suffix = state.payload
+    seq = torch.cat([prefix, canvas, suffix], dim=1)
+    direct = backend.model(input_ids=seq).logits
+    p = prefix.shape[1]
+    assert torch.allclose(logits, direct[:, p - 1 : p - 1 + 5].float(), atol=1e-5)  # token i from position i-1
+
+
+def test_engine_runs_end_to_end_on_the_masked_adapter(masked_dir):
+    from infill.engine import Engine
+    from infill.request import InfillRequest
+
+    engine = Engine(load_backend(str(masked_dir)))
+    text = "def f(x):\n    return \n"
+    result = engine.fill(InfillRequest(text=text, cursor=text.index("return ") + 7, path="f.py", seed=0,
+                                       lengths=(4, 8), max_steps=8))
+    assert result.start == result.end == text.index("return ") + 7
+    assert result.forward_passes >= 2 and result.steps <= 8
