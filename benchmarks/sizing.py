@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import hashlib
 import json
 import os
 import platform
@@ -84,7 +85,9 @@ def load_tokenizer(path: Path, wait_minutes: float) -> tuple[Tokenizer, str]:
         print(f"waiting for {path} ...", file=sys.stderr, flush=True)
         time.sleep(POLL_SECONDS)
     if path.exists():
-        return Tokenizer.from_file(str(path)), f"project tokenizer {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}"
+        shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+        return Tokenizer.from_file(str(path)), f"{shown} (sha256 {digest}, {time.ctime(path.stat().st_mtime)})"
     print(f"{path} did not appear; training a stand-in BPE on the standard library", file=sys.stderr)
     return train_fallback(), (f"FALLBACK: byte-level BPE, {FALLBACK_VOCAB} vocab, trained on "
                               f"{FALLBACK_CHARS // 1_000_000}M chars of the Python standard library")
@@ -233,6 +236,9 @@ def markdown(results: dict) -> str:
         "hole; span = the canonical middle selected (the sizer sees the removed text: close to an oracle);",
         "rest-of-line = the middle's first word typed, the rest of its line missing; in-brackets = the",
         "contents of the middle's first bracket pair missing (`foo(|)`). fixed_N = one N-token canvas.",
+        "Median largest = the longest candidate, which sets the batch's canvas length (its cost).",
+        "The ladder defaults in `SizingConfig` were chosen by looking at these same sets (a handful of",
+        "multipliers), so read the figures as in-sample.",
         "",
         "| set | case | rows | coverage | per problem | first covers | median covering ratio "
         "| median first ratio | median largest | candidates |",
@@ -272,7 +278,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = SizingConfig()
     started = time.perf_counter()
     results = {
-        "command": "python benchmarks/sizing.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": " ".join(["python benchmarks/sizing.py", *(argv if argv is not None else sys.argv[1:])]),
         "machine": machine(),
         "tokenizer": described,
         "date": time.strftime("%Y-%m-%d"),

@@ -120,6 +120,18 @@ def test_non_ascii_inside_a_string_on_the_cursor_line():
     assert (h.kind, h.closers) == (HoleKind.EXPRESSION, '")')
 
 
+def test_non_ascii_on_many_lines_keeps_offsets_and_brackets_straight():
+    head = "".join(f"# ligne {i}: café ☕ — 🎉\n" for i in range(50))
+    h = hole(head + "x = foo(\n    'é',\n    ║\n", "python")
+    assert (h.kind, h.closers, h.multiline, h.indent) == (HoleKind.EXPRESSION, ")", True, "    ")
+    assert block(head + "def f():\n    y = 'ü'║\n    return y\n", "python") == "y = 'ü'"
+
+
+def test_cursor_in_a_docstring_is_inside_a_string():
+    h = hole('def f():\n    """Return ║\n    """\n', "python")
+    assert (h.kind, h.closers) == (HoleKind.EXPRESSION, "")
+
+
 # -- ranges -------------------------------------------------------------------------------------------
 def test_range_is_taken_as_given():
     src = "def f(a):\n    ├x = compute(a, b)┤\n    return x\n"

@@ -15,8 +15,8 @@ class SizingConfig:
     end_tokens: int = 1  # slots after the middle that hold the end token
     chars_per_token: float = 3.2  # fallback ratio when no tokenizer is given (byte-level BPE on code)
     context_lines: int = 12  # non-blank lines sampled on each side of the hole for line sizes and the ratio
-    lookback_lines: int = 40  # lines above the cursor searched for the start of its statement
-    lookahead_lines: int = 40  # lines below the cursor searched for the brackets the suffix closes
+    lookback_lines: int = 40  # lines above the hole searched for its statement's start and for siblings
+    lookahead_lines: int = 40  # lines below the hole searched for closing brackets and for siblings
     line_quantile: float = 0.75  # quantile of neighbouring code lines taken as "one typical line"
     fallback_line_chars: int = 32  # one line, in characters, when the file has no other code lines
     min_rest_share: float = 0.5  # the rest of a line is at least this share of a typical line

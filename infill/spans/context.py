@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -59,14 +60,30 @@ class Document:
         return parse(self.text, self.language) if self.language else None
 
     @cached_property
-    def _bytes(self) -> ByteMap | None:
-        return None if self.text.isascii() else ByteMap(self.text)
+    def _row_bytes(self) -> list[int] | None:
+        """UTF-8 byte offset of each row's start; None for ASCII text, where bytes are code points."""
+        if self.text.isascii():
+            return None
+        offsets, total = [], 0
+        for start, end in zip(self.index.starts, (*self.index.starts[1:], len(self.text)), strict=True):
+            offsets.append(total)
+            total += len(self.text[start:end].encode("utf-8"))
+        return offsets
 
     def to_byte(self, offset: int) -> int:
-        return offset if self._bytes is None else self._bytes.to_byte(offset)
+        if self._row_bytes is None:
+            return offset
+        row = self.line_of(offset)
+        start = self.index.starts[row]
+        return self._row_bytes[row] + ByteMap(self.text[start:offset]).to_byte(offset - start)
 
     def to_char(self, byte: int) -> int:
-        return byte if self._bytes is None else self._bytes.to_char(byte)
+        if self._row_bytes is None:
+            return byte
+        row = bisect.bisect_right(self._row_bytes, byte) - 1
+        start = self.index.starts[row]
+        end = self.index.starts[row + 1] if row + 1 < self.index.line_count else len(self.text)
+        return start + ByteMap(self.text[start:end]).to_char(byte - self._row_bytes[row])
 
     def row_bytes(self, row: int) -> tuple[int, int]:
         """Byte range of a row's text, without its line break."""

@@ -41,8 +41,8 @@ def neighbour_rows(doc: Document, row: int, cfg: SizingConfig) -> list[int]:
     return [r for side in (above, below) for _, r in zip(range(cfg.context_lines), side, strict=False)]
 
 
-def sibling_chars(doc: Document, offset: int) -> list[int]:
-    """Sizes, in characters, of the statements in the innermost block of statements around `offset`."""
+def sibling_chars(doc: Document, offset: int, cfg: SizingConfig) -> list[int]:
+    """Sizes, in characters, of the statements near `offset` in the innermost block of statements around it."""
     if doc.tree is None or doc.language is None:
         return []
     containers = statement_containers(doc.language)
@@ -50,7 +50,10 @@ def sibling_chars(doc: Document, offset: int) -> list[int]:
     node = doc.tree.root_node.descendant_for_byte_range(byte, byte)
     while node.parent is not None and not (node.type in containers and node.start_byte <= byte <= node.end_byte):
         node = node.parent
-    return [doc.node_chars(child) for child in node.named_children if child.type not in COMMENT_TYPES]
+    row = doc.line_of(offset)
+    near = range(row - cfg.lookback_lines, row + cfg.lookahead_lines + 1)
+    return [doc.node_chars(child) for child in node.named_children
+            if child.type not in COMMENT_TYPES and (child.start_point.row in near or child.end_point.row in near)]
 
 
 def measure(doc: Document, offset: int, count_tokens: TokenCounter | None, cfg: SizingConfig) -> Scale:
@@ -63,7 +66,7 @@ def measure(doc: Document, offset: int, count_tokens: TokenCounter | None, cfg: 
         per_char = max(count_tokens(sample), 1) / len(sample)
     chars = [len(doc.line(r)) + 1 for r in rows] or [cfg.fallback_line_chars]
     line = _quantile(chars, cfg.line_quantile) * per_char
-    largest = max(sibling_chars(doc, offset), default=0) * per_char
+    largest = max(sibling_chars(doc, offset, cfg), default=0) * per_char
     return Scale(per_char, line, len(before.strip()) * per_char, largest)
 
 
