@@ -261,6 +261,8 @@ def test_config_limits_are_respected():
     cfg = SizingConfig(max_canvas=16, max_candidates=2)
     lengths = hole("def f():\n    x = 1\n    ║\n", "python", config=cfg).lengths
     assert len(lengths) <= 2 and lengths[-1] <= 16
+    full = hole("def f():\n    x = 1\n    ║\n", "python").lengths
+    assert hole("def f():\n    x = 1\n    ║\n", "python", config=SizingConfig(max_candidates=1)).lengths == full[-1:]
 
 
 def test_config_is_frozen_and_validated():

@@ -91,9 +91,9 @@ def range_sizes(removed: float, cfg: SizingConfig) -> list[float]:
 def finish(sizes: Sequence[float], cfg: SizingConfig) -> tuple[int, ...]:
     """Add the end token, clamp, deduplicate, keep at most `max_candidates` spread over the ladder."""
     lengths = sorted({min(cfg.max_canvas, max(cfg.min_length, math.ceil(s) + cfg.end_tokens)) for s in sizes})
-    if len(lengths) > cfg.max_candidates == 1:
-        return (lengths[-1],)
-    if len(lengths) > cfg.max_candidates:
-        step = (len(lengths) - 1) / (cfg.max_candidates - 1)
-        lengths = [lengths[round(i * step)] for i in range(cfg.max_candidates)]
-    return tuple(lengths)
+    if len(lengths) <= cfg.max_candidates:
+        return tuple(lengths)
+    if cfg.max_candidates == 1:
+        return (lengths[-1],)  # one canvas: the one that covers the most
+    step = (len(lengths) - 1) / (cfg.max_candidates - 1)
+    return tuple(lengths[round(i * step)] for i in range(cfg.max_candidates))

@@ -161,7 +161,7 @@ def _statement_indent(doc: Document, row: int, after: str) -> str:
     code = after.strip()
     if not code:
         return own or prev_indent
-    if _BLOCK_END.match(code) or indent_width(own) > indent_width(prev_indent) and prev is not None:
+    if _BLOCK_END.match(code) or (prev is not None and indent_width(own) > indent_width(prev_indent)):
         return prev_indent  # before a block's end, or the middle must open the block the line sits in
     return own
 

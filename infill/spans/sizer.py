@@ -53,7 +53,9 @@ def size_hole(
             inserted = cursor_shape(doc, start, config)
             sizes = cursor_sizes(inserted.kind, inserted.multiline, scale, config)
     sizing = "tree-sitter" if grammar else "lines"
-    notes = shape.notes if grammar else (*shape.notes, "no grammar for this file: sized by lines")
+    notes = (*shape.notes, f"a typical line is {scale.line:.1f} tokens ({scale.per_char:.2f} per character)")
+    if not grammar:
+        notes = (*notes, "no grammar for this file: sized by lines")
     return Hole(start=start, end=end, kind=shape.kind, indent=shape.indent, closers=shape.closers,
                 lengths=finish(sizes, config), language=grammar, sizing=sizing, multiline=shape.multiline,
                 notes=notes)
