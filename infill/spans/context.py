@@ -9,7 +9,6 @@ from functools import cached_property
 
 import tree_sitter as ts
 
-from ..constraints import detect_indent_unit
 from ..document import LineIndex
 from ..syntax import ByteMap, parse
 from .tables import COMMENT_TYPES
@@ -47,6 +46,10 @@ class Document:
 
     @cached_property
     def indent_unit(self) -> str:
+        # The engine re-indents middles with this same detector, so the two agree. It lives with the
+        # constraints, which import torch: imported here only when a hole needs it (empty bodies).
+        from ..constraints import detect_indent_unit
+
         shown = any(indent_of(self.line(r)) for r in range(self.index.line_count) if not self.is_blank(r))
         return detect_indent_unit(self.text) if shown else self.default_unit
 
