@@ -1,0 +1,7 @@
+"""`python -m infill ...` is the `infill` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
