@@ -40,6 +40,8 @@ class EngineConfig:
     constraints: ConstraintConfig = ConstraintConfig()  # post-processing and repairs
     sizing: spans.SizingConfig = spans.SizingConfig()  # candidate canvas lengths
     seam_tokens: int = 0  # default suffix tokens clamped at the canvas end (0: open layout)
+    escalate: bool = True  # run the shorter half of the candidates first; the longer ones only if none of
+    #                        those ended inside its canvas with valid syntax (canvas cost grows with length)
 
 
 def default_model() -> str:
@@ -65,6 +67,8 @@ class _Run:
     finished: bool
     confidence: float
     verdict: SyntaxVerdict
+    canvas: torch.Tensor  # (L,) the row's final argmax canvas, for repairs
+    steps: int
 
 
 class Engine:
@@ -101,30 +105,33 @@ class Engine:
                                replace(self.config.prompt, seam_tokens=seam))
         state = self.backend.prefill(prompt)
         passes = 1
-        layouts = candidate_layouts(hole.lengths, prompt.seam_ids)
         sampler_cfg = quality_preset(req.quality, req.max_steps)
-
-        def draft(step: int, canvas: torch.Tensor) -> None:
-            if on_draft is not None:
-                ids, _ = middle_ids(canvas[-1].tolist(), layouts[-1].free, self.backend.ids, bool(layouts[-1].clamps))
-                on_draft(step, self.backend.tokenizer.decode(ids))
-
-        clamp_ids, free = self._clamps(layouts)
-        processors = [ban_processor(self.backend.ids.banned, free)]
-        if prompt.seam_ids:
-            processors.append(seam_processor(self.backend.ids, torch.ones(len(layouts), dtype=torch.bool), free))
-        out = sample(self.backend, state, clamp_ids, sampler_cfg, processors, seed=req.seed,
-                     on_step=draft if on_draft else None, cancelled=cancelled, deadline=req.deadline)
-        passes += out.forward_passes
-        runs = [self._decode(out, row, layout, req.text, hole) for row, layout in enumerate(layouts)]
+        lengths = hole.lengths
+        groups = [lengths[: (len(lengths) + 1) // 2], lengths[(len(lengths) + 1) // 2 :]]
+        if not self.config.escalate or len(lengths) == 1:
+            groups = [lengths]
+        runs: list[_Run] = []
+        for group in filter(None, groups):
+            layouts = candidate_layouts(group, prompt.seam_ids)
+            clamp_ids, free = self._clamps(layouts)
+            processors = [ban_processor(self.backend.ids.banned, free)]
+            if prompt.seam_ids:
+                processors.append(seam_processor(self.backend.ids, torch.ones(len(layouts), dtype=torch.bool), free))
+            draft = self._draft_reporter(on_draft, layouts[-1]) if on_draft else None
+            out = sample(self.backend, state, clamp_ids, sampler_cfg, processors, seed=req.seed, on_step=draft,
+                         cancelled=cancelled, deadline=req.deadline)
+            passes += out.forward_passes
+            runs += [self._decode(out, row, layout, req.text, hole) for row, layout in enumerate(layouts)]
+            if any(r.verdict.ok and r.finished for r in runs):
+                break
         best = max(range(len(runs)), key=lambda r: _rank(runs[r]))
         chosen, repaired = runs[best], False
         if not chosen.verdict.ok and self.config.constraints.repair_rounds:
-            chosen, extra, repaired = self._repair(chosen, state, out, best, req, hole, processors)
+            chosen, extra, repaired = self._repair(chosen, state, req, hole)
             passes += extra
         return InfillResult(
             text=chosen.text, start=hole.start, end=hole.end, kind=str(hole.kind), syntax_ok=chosen.verdict.ok,
-            steps=int(out.steps[best]), forward_passes=passes, tokens=len(chosen.ids),
+            steps=chosen.steps, forward_passes=passes, tokens=len(chosen.ids),
             seconds=time.perf_counter() - started, model=self.model_id, language=language, sizing=hole.sizing,
             candidates=[Candidate(r.layout.free, r.text, r.verdict.ok, r.confidence, r.finished) for r in runs],
             repaired=repaired, prompt_tokens=len(prompt.encoder_ids), reused_prompt_tokens=state.reused_tokens,
@@ -147,12 +154,22 @@ class Engine:
                 clamp_ids[row, layout.free : layout.free + len(layout.clamps)] = torch.tensor(layout.clamps)
         return clamp_ids, clamp_ids < 0
 
+    def _draft_reporter(self, on_draft: Callable[[int, str], None], layout: CanvasLayout):
+        """Streams the longest candidate's draft as text."""
+
+        def report(step: int, canvas: torch.Tensor) -> None:
+            ids, _ = middle_ids(canvas[-1].tolist(), layout.free, self.backend.ids, bool(layout.clamps))
+            on_draft(step, self.backend.tokenizer.decode(ids))
+
+        return report
+
     def _decode(self, out: SampleOutput, row: int, layout: CanvasLayout, text: str, hole: Hole) -> _Run:
-        ids, finished = middle_ids(out.tokens[row].tolist(), layout.free, self.backend.ids, bool(layout.clamps))
+        tokens = out.tokens[row]
+        ids, finished = middle_ids(tokens.tolist(), layout.free, self.backend.ids, bool(layout.clamps))
         confidence = float(out.logprobs[row, : max(len(ids) + (not layout.clamps), 1)].mean())
         middle = self.backend.tokenizer.decode(ids)
         text_out, verdict = self._postprocess(middle, text, hole)
-        return _Run(layout, ids, text_out, finished, confidence, verdict)
+        return _Run(layout, ids, text_out, finished, confidence, verdict, tokens, int(out.steps[row]))
 
     def _postprocess(self, middle: str, text: str, hole: Hole) -> tuple[str, SyntaxVerdict]:
         """Trim, reindent, and keep the variant that adds the fewest syntax errors (the least trimmed on ties)."""
@@ -170,8 +187,7 @@ class Engine:
         best = min(range(len(variants)), key=lambda i: (verdicts[i].added, -i if not verdicts[0].ok else i))
         return variants[best], verdicts[best]
 
-    def _repair(self, run: _Run, state: PromptState, out: SampleOutput, row: int, req: InfillRequest, hole: Hole,
-                processors) -> tuple[_Run, int, bool]:
+    def _repair(self, run: _Run, state: PromptState, req: InfillRequest, hole: Hole) -> tuple[_Run, int, bool]:
         """Re-noise the tokens around the first added error, keep everything else, denoise again."""
         cfg = self.config.constraints
         passes = 0
@@ -180,10 +196,11 @@ class Engine:
                 break
             tok = self._token_at(run.ids, run.verdict.first_error)
             lo, hi = max(0, tok - cfg.repair_window), min(run.layout.free, tok + cfg.repair_window + 1)
-            canvas = out.tokens[row : row + 1].clone()
+            canvas = run.canvas[None].clone()
             clamp = canvas.clone()
             clamp[0, lo:hi] = -1
-            repaired = sample(self.backend, state, clamp, quality_preset(req.quality, cfg.repair_steps), processors=(),
+            ban = ban_processor(self.backend.ids.banned, clamp < 0)
+            repaired = sample(self.backend, state, clamp, quality_preset(req.quality, cfg.repair_steps), [ban],
                               seed=None if req.seed is None else req.seed + 1, init_canvas=canvas,
                               cancelled=None, deadline=req.deadline)
             passes += repaired.forward_passes

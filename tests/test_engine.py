@@ -40,6 +40,14 @@ def test_a_candidate_too_short_to_finish_loses_to_one_that_parses():
     assert result.text == "x + 1"
 
 
+def test_longer_candidates_run_only_when_the_shorter_ones_fail():
+    result = fill(scripted("x + 1", length=16), lengths=(8, 16))
+    assert [c.length for c in result.candidates] == [8]
+    no_escalation = Engine(scripted("x + 1", length=16), EngineConfig(escalate=False))
+    result = no_escalation.fill(InfillRequest(text=TEXT, cursor=CURSOR, path="f.py", seed=0, lengths=(8, 16)))
+    assert [c.length for c in result.candidates] == [8, 16]
+
+
 def test_a_middle_that_adds_a_syntax_error_is_reported_honestly():
     result = fill(scripted("x + (1"))
     assert not result.syntax_ok

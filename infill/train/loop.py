@@ -168,7 +168,8 @@ def train(cfg: TrainConfig, name: str, run_dir: Path, out_dir: Path | None, toke
     model, _ = build_model(cfg.preset, tokenizer_dir=tokenizer_dir, seed=cfg.seed, device=str(dev))
     model.train()
     n_params = sum(p.numel() for p in model.parameters())
-    train_iter, val_batches, data_info = make_data(cfg, tokenizer_dir, roots=roots, log=log)
+    train_iter, val_batches, data_info = make_data(cfg, tokenizer_dir, roots=roots, log=log,
+                                                   manifest_path=run_dir / "corpus_manifest.json")
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
