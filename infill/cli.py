@@ -51,6 +51,7 @@ EXIT_BAD_INPUT = 2  # also what argparse uses for usage errors
 EXIT_MODEL = 3  # the model could not be loaded
 
 PROG = "infill"
+EXIT_HELP = "exit status: 0 ok, 1 some --jobs failed, 2 bad input (nothing written), 3 the model failed to load"
 
 
 class UsageError(BadInputError):
@@ -349,7 +350,8 @@ def job_error(line: str, number: int, message: str) -> dict:
 # -- infill model ------------------------------------------------------------------------------------------
 def add_model_command_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="model_command", metavar="ACTION", required=True, parser_class=_Parser)
-    rnd = sub.add_parser("random", help="write a random-init checkpoint (tests, speed benchmarks)")
+    rnd = sub.add_parser("random", help="write a random-init checkpoint (tests, speed benchmarks)",
+                         allow_abbrev=False)
     rnd.add_argument("dir", metavar="DIR", type=Path, help="output directory (new or empty)")
     rnd.add_argument("--preset", required=True,
                      help="model shape: tiny, small, diffusiongemma-26b-a4b (infill.models.presets.PRESETS)")
@@ -398,15 +400,14 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("-v", "--verbose", action="store_true",
                         help="show library warnings, progress bars and tracebacks")
     parser = _Parser(prog=PROG, description="Code infilling with text-diffusion language models.",
-                     epilog="exit status: 0 ok, 1 some jobs failed, 2 bad input, 3 model failed to load",
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                     epilog=EXIT_HELP, allow_abbrev=False)
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
     for name, cmd in COMMANDS.items():
         p = sub.add_parser(name, help=cmd.help, description=cmd.help, add_help=not cmd.forward,
-                           parents=[] if cmd.forward else [common])
+                           parents=[] if cmd.forward else [common], epilog=EXIT_HELP, allow_abbrev=False)
         cmd.add_arguments(p)
     return parser
 
