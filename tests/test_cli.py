@@ -390,3 +390,13 @@ def test_apply_edits_matches_json_offsets():
     """What --write does with the --json fields, spelled out."""
     start, end = offsets(SOURCE, "2:12-2:17")
     assert apply_edits(SOURCE, [(start, end, "a - b")]) == SOURCE.replace("a + b", "a - b")
+
+
+def test_public_api():
+    """What `import infill` promises (the CLI builds on the same names)."""
+    import infill
+
+    for name in infill.__all__:
+        assert getattr(infill, name) is not None, name
+    assert infill.Engine is Engine and infill.LoadOptions is LoadOptions
+    assert issubclass(infill.FileChangedError, infill.BadInputError)
