@@ -81,6 +81,9 @@ class Corpus:
     def __len__(self) -> int:
         return len(self.files)
 
+    def __iter__(self) -> Iterator[SourceFile]:
+        return iter(self.files)
+
 
 # ----------------------------------------------------------------------------- languages
 

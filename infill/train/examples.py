@@ -18,6 +18,10 @@ Holes come in two halves:
 Middle lengths are drawn in tokens, skewed short (most real holes are 4-40 tokens) but spread over
 1..max_canvas-1.
 
+Speed: each file is tokenized once and every hole's prompt copies its ids (`FileTokens`), which
+gives the same ids as tokenizing the prompt text itself; about 350 examples (180k prompt+canvas
+tokens) per CPU-second with a 384-token prompt.
+
     ds = FimDataset(corpus.split("train"), load_tokenizer(), ExampleConfig(), seed=0, batch_size=64)
     loader = DataLoader(ds, batch_size=None, num_workers=14)     # yields collate() dicts
 """
@@ -281,8 +285,13 @@ def lines_hole(f: FileView, rng: random.Random, target: int) -> Span | None:
     return start, stop, "line" if j == i else "lines"
 
 
-def indented_block_hole(f: FileView, rng: random.Random, target: int, search: int = 64) -> Span | None:
-    """The body under a line that opens a block (the next code line is indented deeper)."""
+def indented_block_hole(f: FileView, rng: random.Random, target: int, search: int = 200) -> Span | None:
+    """The body under a line that opens a block (the next code line is indented deeper).
+
+    The editor case "empty body after `def ...:` or `{`": the prefix ends with the header and the
+    body's indentation, the middle is the body, the suffix starts at the line that closes the block.
+    Takes the first block after a random line whose body is at most about twice the target.
+    """
     n = len(f.line_starts)
     first = rng.randrange(n)
     for i in range(first, min(n - 1, first + search)):
@@ -291,14 +300,17 @@ def indented_block_hole(f: FileView, rng: random.Random, target: int, search: in
         body = next((k for k in range(i + 1, min(n, i + 8)) if not f.is_blank(k)), None)
         if body is None or f.indent(body) <= f.indent(i):
             continue
-        last = body
+        start, stop = f.content_start(body), f.line_span(body)[1]
         for k in range(body + 1, n):
+            if stop - start > 2 * target:
+                break
             if f.is_blank(k):
                 continue
             if f.indent(k) <= f.indent(i):
                 break
-            last = k
-        return f.content_start(body), f.line_span(last)[1], "block"
+            stop = f.line_span(k)[1]
+        if stop - start <= 2 * target:
+            return start, stop, "block"
     return None
 
 
@@ -312,7 +324,7 @@ def random_span_hole(f: FileView, rng: random.Random, target: int) -> Span | Non
 
 # (finder, weight) for files with a tree, and for files without one.
 SYNTAX_FINDERS: tuple[tuple[Callable[..., Span | None], float], ...] = (
-    (node_hole, 0.6), (rest_of_line_hole, 0.2), (lines_hole, 0.2))
+    (node_hole, 0.5), (rest_of_line_hole, 0.2), (lines_hole, 0.15), (indented_block_hole, 0.15))
 LINE_FINDERS: tuple[tuple[Callable[..., Span | None], float], ...] = (
     (lines_hole, 0.35), (rest_of_line_hole, 0.35), (indented_block_hole, 0.3))
 
@@ -386,7 +398,7 @@ class ExampleMaker:
             return random_span_hole(f, rng, target_chars)
         finders = SYNTAX_FINDERS if f.tree is not None else LINE_FINDERS
         finder = rng.choices([fn for fn, _ in finders], [w for _, w in finders])[0]
-        return finder(f, rng, target_chars) or random_span_hole(f, rng, target_chars)
+        return finder(f, rng, target_chars) or lines_hole(f, rng, target_chars) or random_span_hole(f, rng, target_chars)
 
     def build(self, prefix: str, middle: str, suffix: str, kind: str, rng: random.Random,
               prompt_tok: TextTokenizer | None = None) -> Example | None:
