@@ -17,6 +17,7 @@ import json
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -49,11 +50,13 @@ def timed(fn, repeats: int, warmup: int = 2) -> list[float]:
     return out
 
 
-def build(preset: str, device: torch.device, dtype: torch.dtype):
+def build(preset: str, device: torch.device, dtype: torch.dtype, layers: int | None = None):
     from transformers import AutoTokenizer, DiffusionGemmaForBlockDiffusion
 
     tok = AutoTokenizer.from_pretrained(str(bundled_tokenizer_dir()))
     shape = PRESETS[preset]
+    if layers:  # the class builds encoder and decoder weights apart and ties them after: twice the memory
+        shape = replace(shape, layers=layers)
     config = diffusiongemma_config(shape, shape.vocab or len(tok), special_ids_of(tok))
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)  # build straight in bf16: 25B parameters do not fit twice
@@ -74,12 +77,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--canvases", type=int, nargs="+", default=[32, 64, 256])
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--steps", type=int, default=48, help="step budget of the full-canvas runs")
+    p.add_argument("--layers", type=int, default=None, help="fewer layers than the preset, to fit the GPU")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
 
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     t0 = time.perf_counter()
-    model, tok = build(args.preset, device, dtype)
+    model, tok = build(args.preset, device, dtype, args.layers)
     build_s = time.perf_counter() - t0
     params = sum(p.numel() for p in model.parameters())
     backend = DiffusionGemmaBackend(model, tok, f"random-init {args.preset}")
@@ -87,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     g = torch.Generator(device="cpu").manual_seed(0)
     prompt_ids = torch.randint(16, vocab, (args.prompt,), generator=g).tolist()
     prompt = EncodedPrompt(tuple(prompt_ids), (), (), (), False)
-    report: dict = {"preset": args.preset, "parameters": params, "device": torch.cuda.get_device_name(device)
+    report: dict = {"preset": args.preset, "layers": model.config.get_text_config(decoder=True).num_hidden_layers,
+                    "parameters": params, "device": torch.cuda.get_device_name(device)
                     if device.type == "cuda" else "cpu", "dtype": args.dtype, "build_seconds": round(build_s, 1),
                     "prompt_tokens": args.prompt, "torch": torch.__version__}
 
