@@ -288,11 +288,11 @@ def test_no_tree_sitter_on_the_machine(tok, monkeypatch):
 
     import infill.train.examples as examples
     from infill.syntax import language_for_path
-    from infill.train.corpus import _extension_table
+    from infill.train.corpus import language_table
 
     monkeypatch.setitem(sys.modules, "infill.syntax", None)  # any import of it now fails
     monkeypatch.setattr(examples, "_ts_state", {})
-    table = _extension_table()
+    table = language_table()
     for name in ("a.py", "b.H", "c.tsx", "d.rs", "e.lua", "f.txt", "g"):
         assert table(name) == language_for_path(name)
     assert FileView(PY_SOURCE, "python").tree is None
@@ -311,6 +311,11 @@ def test_line_hole_finders():
             start, end, _ = span
             assert 0 <= start <= end <= len(PY_SOURCE)
             assert end == len(PY_SOURCE) or PY_SOURCE[end] == "\n"  # line holes end at a line end
+    crlf = PY_SOURCE.replace("\n", "\r\n")
+    g = FileView(crlf, None, use_tree_sitter=False)
+    for i in range(20):
+        start, end, _ = lines_hole(g, random.Random(i), 40)
+        assert crlf[end : end + 2] in ("\r\n", "") and "\r" not in crlf[end - 1 : end]
     block = next(s for s in (indented_block_hole(f, random.Random(i), 40) for i in range(50)) if s)
     assert PY_SOURCE[block[0] - 1] == " " and PY_SOURCE[block[0]] != " "
 

@@ -87,7 +87,7 @@ class Corpus:
 
 # ----------------------------------------------------------------------------- languages
 
-def _extension_table() -> Callable[[str], str | None]:
+def language_table() -> Callable[[str], str | None]:
     """`infill.syntax.language_for_path`, or the same table read without importing tree-sitter.
 
     The training machine may lack tree-sitter; `infill.syntax` imports it at module level, so there
@@ -329,7 +329,7 @@ def collect_corpus(roots: list[Path] | None = None, config: CorpusConfig = Corpu
     else:
         stdlib = Path(sysconfig.get_paths()["stdlib"]).resolve()
         typed_roots = [("stdlib" if Path(r).resolve() == stdlib else "site-packages", Path(r).resolve()) for r in roots]
-    language_of = _extension_table()
+    language_of = language_table()
     skipped: Counter = Counter()
     candidates: list[tuple[str, Path, str, str]] = []  # (kind, root, path, language)
     for kind, root in typed_roots:

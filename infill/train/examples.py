@@ -41,7 +41,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from ..prompt import PromptConfig, SpecialIds, TextTokenizer, encode_fim, training_canvas
-from .corpus import SourceFile, _extension_table
+from .corpus import SourceFile, language_table
 
 
 @dataclass(frozen=True)
@@ -96,13 +96,12 @@ class FileView:
     def to_char(self, byte: int) -> int:
         return byte if self._ascii else len(self._utf8[:byte].decode("utf-8", errors="ignore"))
 
-    def line_of(self, offset: int) -> int:
-        return bisect.bisect_right(self.line_starts, offset) - 1
-
     def line_span(self, i: int) -> tuple[int, int]:
-        """(start, end) of line i, end excluding its newline."""
+        """(start, end) of line i, end excluding its newline (and the \\r of a CRLF)."""
         start = self.line_starts[i]
         end = self.line_starts[i + 1] - 1 if i + 1 < len(self.line_starts) else len(self.text)
+        if end > start and self.text[end - 1] == "\r":
+            end -= 1
         return start, end
 
     def content_start(self, i: int) -> int:
@@ -487,7 +486,7 @@ class FimDataset(IterableDataset):
         if special is None:
             raise ValueError("the tokenizer must provide special_ids() (use infill.train.tokenizer.load_tokenizer)")
         self.ids: SpecialIds = special()
-        self._language_of = _extension_table()
+        self._language_of = language_table()
 
     def _read(self, f: SourceFile | Path) -> tuple[str, str | None] | None:
         try:
