@@ -74,6 +74,12 @@ class _Run:
 class Engine:
     def __init__(self, backend: Backend, config: EngineConfig = EngineConfig()) -> None:
         self.backend = backend
+        # A checkpoint trained on shorter prompts or canvases gets no longer ones than it saw.
+        limits = getattr(backend, "limits", {})
+        if "prompt_tokens" in limits and limits["prompt_tokens"] < config.prompt.max_prompt_tokens:
+            config = replace(config, prompt=replace(config.prompt, max_prompt_tokens=limits["prompt_tokens"]))
+        if "canvas" in limits and limits["canvas"] < config.sizing.max_canvas:
+            config = replace(config, sizing=replace(config.sizing, max_canvas=limits["canvas"]))
         self.config = config
 
     @classmethod

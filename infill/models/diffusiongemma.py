@@ -43,6 +43,7 @@ class DiffusionGemmaBackend:
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
         self.cache_entries = cache_entries
+        self.limits = _trained_limits(model)
         self._caches: OrderedDict[tuple[int, ...], object] = OrderedDict()
         self.cache_stats = CacheStats()
 
@@ -140,6 +141,20 @@ class DiffusionGemmaBackend:
         out = self.model(decoder_input_ids=canvas, cache=cache, decoder_position_ids=positions,
                          self_conditioning_logits=self_conditioning)
         return out.logits  # (B, L, V) float32, softcapped
+
+
+def _trained_limits(model) -> dict[str, int]:
+    """Prompt and canvas lengths the checkpoint was trained on (our own models record them), so the engine does
+    not ask for positions the model never saw. Empty for checkpoints without a training report."""
+    path = getattr(model.config, "_name_or_path", "")
+    report = Path(path) / "training_report.json" if path else None
+    if not report or not report.exists():
+        return {}
+    try:
+        cfg = json.loads(report.read_text()).get("train_config", {})
+        return {"prompt_tokens": int(cfg["prompt_len"]) - 4, "canvas": int(cfg["canvas_len"])}
+    except (OSError, ValueError, KeyError):
+        return {}
 
 
 def _bnb_config(kind: str, device: torch.device):
