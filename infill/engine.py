@@ -186,7 +186,8 @@ class Engine:
         variants = [middle]
         if cfg.trim_overlap:
             variants += [v for v in trim_overlap(middle, suffix, cfg) if v not in variants]
-        if hole.closers and not middle.rstrip().endswith(hole.closers[-1]):
+        if hole.closers and not middle.rstrip().endswith(hole.closers[-1]) \
+                and not suffix.lstrip().startswith(hole.closers[0]):
             variants.append(middle + hole.closers)
         verdicts = [check_splice(text, hole.start, hole.end, v, hole.language) for v in variants]
         # A trimmed variant must win on syntax; trimming is not a goal in itself unless syntax ties on failure.
@@ -206,7 +207,8 @@ class Engine:
             clamp = canvas.clone()
             clamp[0, lo:hi] = -1
             ban = ban_processor(self.backend.ids.banned, clamp < 0)
-            repaired = sample(self.backend, state, clamp, quality_preset(req.quality, cfg.repair_steps), [ban],
+            steps = min(cfg.repair_steps, req.max_steps or cfg.repair_steps)
+            repaired = sample(self.backend, state, clamp, quality_preset(req.quality, steps), [ban],
                               seed=None if req.seed is None else req.seed + 1, init_canvas=canvas,
                               cancelled=None, deadline=req.deadline)
             passes += repaired.forward_passes

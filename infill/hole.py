@@ -22,7 +22,7 @@ class Hole:
     end: int
     kind: HoleKind
     indent: str  # indentation that new lines of the middle take
-    closers: str  # brackets the middle must close, innermost first, e.g. ")]" for `f([a, |`
+    closers: str  # brackets the middle must close, innermost first, e.g. "])" for `f([a, |`
     lengths: tuple[int, ...]  # candidate canvas lengths in tokens, ascending, all >= 1
     language: str | None  # tree-sitter language name, None when the file type has no grammar
     sizing: str  # "tree-sitter" or "lines" (the fallback for files without a grammar)

@@ -9,10 +9,12 @@ import importlib
 from dataclasses import dataclass
 from functools import cache
 from pathlib import PurePath
-
-import tree_sitter as ts
+from typing import TYPE_CHECKING
 
 from .errors import UnknownLanguageError
+
+if TYPE_CHECKING:  # tree-sitter loads on first parse: language tables work without it
+    import tree_sitter as ts
 
 # language name -> (module, attribute of the function returning the grammar)
 GRAMMARS: dict[str, tuple[str, str]] = {
@@ -64,12 +66,16 @@ def language_for_path(path: str | None) -> str | None:
 
 @cache
 def grammar(language: str) -> ts.Language:
+    import tree_sitter as ts
+
     module, attr = GRAMMARS[normalize_language(language)]
     return ts.Language(getattr(importlib.import_module(module), attr)())
 
 
 @cache
 def _parser(language: str) -> ts.Parser:
+    import tree_sitter as ts
+
     return ts.Parser(grammar(language))
 
 

@@ -76,9 +76,18 @@ class Backend(Protocol):
 
 
 def resolve_device(name: str) -> torch.device:
+    from ..errors import BadInputError
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise BadInputError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BadInputError(f"device {name!r} asked for, but this PyTorch build sees no CUDA GPU "
+                            "(install a CUDA build of torch, see README)")
+    return device
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:

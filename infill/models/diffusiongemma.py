@@ -78,7 +78,7 @@ class DiffusionGemmaBackend:
                     model = model.to(device)
         except ModelLoadError:
             raise
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, KeyError, RuntimeError, ImportError, TypeError) as exc:
             raise ModelLoadError(f"could not load DiffusionGemma checkpoint {model_id!r}: {exc}") from exc
         return cls(model, tokenizer, model_id)
 

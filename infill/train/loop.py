@@ -220,8 +220,8 @@ def train(cfg: TrainConfig, name: str, run_dir: Path, out_dir: Path | None, toke
             tps = window_tokens / max(now - window_t0, 1e-6)
             window_tokens, window_t0 = 0, now
             state["history"].append({"step": state["step"], "tokens": state["tokens"], "elapsed": elapsed,
-                                     "loss": float(canvas_loss), "ar_loss": float(ar_loss), "lr": lr})
-            bar.set_postfix(loss=f"{float(canvas_loss):.3f}", ar=f"{float(ar_loss):.2f}", tok_s=f"{tps:,.0f}",
+                                     "loss": canvas_loss.item(), "ar_loss": ar_loss.item(), "lr": lr})
+            bar.set_postfix(loss=f"{canvas_loss.item():.3f}", ar=f"{ar_loss.item():.2f}", tok_s=f"{tps:,.0f}",
                             step=state["step"])
         bar.update(int(elapsed) - bar.n)
         state["elapsed"] = time.perf_counter() - t0
