@@ -110,7 +110,7 @@ class Engine:
         prompt = encode_prompt(self.backend.prompt_format, self.backend.tokenizer, self.backend.ids, prefix, suffix,
                                replace(self.config.prompt, seam_tokens=seam))
         state = self.backend.prefill(prompt)
-        passes = 1
+        passes = 1 if state.computed_tokens or not state.reused_tokens else 0  # a fully reused prompt costs nothing
         sampler_cfg = quality_preset(req.quality, req.max_steps)
         lengths = hole.lengths
         groups = [lengths[: (len(lengths) + 1) // 2], lengths[(len(lengths) + 1) // 2 :]]

@@ -96,3 +96,15 @@ def test_engine_runs_end_to_end_on_the_masked_adapter(masked_dir):
                                        lengths=(4, 8), max_steps=8))
     assert result.start == result.end == text.index("return ") + 7
     assert result.forward_passes >= 2 and result.steps <= 8
+
+
+def test_the_same_request_twice_gives_the_same_middle(tiny_model_dir):
+    from infill.engine import Engine
+    from infill.request import InfillRequest
+
+    engine = Engine(load_backend(str(tiny_model_dir)))
+    text = "def f(x):\n    return \n"
+    req = InfillRequest(text=text, cursor=text.index("return ") + 7, path="f.py", seed=3, max_steps=6)
+    first, second = engine.fill(req), engine.fill(req)
+    assert second.reused_prompt_tokens == second.prompt_tokens  # the encoder was not run again
+    assert (first.text, first.steps, first.forward_passes - 1) == (second.text, second.steps, second.forward_passes)

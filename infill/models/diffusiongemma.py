@@ -96,6 +96,9 @@ class DiffusionGemmaBackend:
 
     def _reusable(self, ids: tuple[int, ...]) -> tuple[object | None, int]:
         """The cached prompt sharing the longest prefix with `ids`, and that prefix's length."""
+        if ids in self._caches:
+            self._caches.move_to_end(ids)
+            return self._caches[ids], len(ids)
         best, best_len = None, 0
         for key, cache in self._caches.items():
             n = _common_prefix(key, ids)
@@ -111,12 +114,13 @@ class DiffusionGemmaBackend:
         ids = tuple(prompt.encoder_ids)
         started = time.perf_counter()
         base, reused = self._reusable(ids)
-        if reused == len(ids):
-            reused -= 1  # an identical prompt still encodes its last token, into a cache of its own
-        cache = _prefix_copy(base, reused, self._new_cache()) if base is not None else self._new_cache()
-        todo = torch.tensor([ids[reused:]], device=self.device)
-        positions = torch.arange(reused, len(ids), device=self.device)[None]
-        self.model.model.encoder(input_ids=todo, cache=cache, position_ids=positions)
+        if reused == len(ids):  # the same prompt again: the decoder never writes the cache, share it
+            cache = base
+        else:
+            cache = _prefix_copy(base, reused, self._new_cache()) if base is not None else self._new_cache()
+            todo = torch.tensor([ids[reused:]], device=self.device)
+            positions = torch.arange(reused, len(ids), device=self.device)[None]
+            self.model.model.encoder(input_ids=todo, cache=cache, position_ids=positions)
         self._caches[ids] = cache
         while len(self._caches) > self.cache_entries:
             self._caches.popitem(last=False)
