@@ -382,3 +382,12 @@ def test_dataset_streams_batches_and_shards(tok, tmp_path):
 def test_preview_prints(tok, capsys):
     preview(_examples(tok, ExampleConfig(max_canvas=32, max_prompt_tokens=64), n=3), tok)
     assert "\u2503" in capsys.readouterr().out
+
+
+def test_corpus_leaves_out_proprietary_code(site):
+    _write(site, "secret/__init__.py", "def s():\n    return 3\n")
+    _write(site, "secret-1.0.dist-info/METADATA", "Name: secret\nLicense: Other/Proprietary License\n\n")
+    _write(site, "secret-1.0.dist-info/top_level.txt", "secret\n")
+    corpus = collect_corpus([site], CorpusConfig(val_fraction=0.0))
+    assert not any(f.package == "secret" for f in corpus.files)
+    assert corpus.skipped["licence"] == 1

@@ -45,6 +45,8 @@ class CorpusConfig:
     exclude_parts: tuple[str, ...] = ("shared/benchmarks", "human_eval", "humaneval", "human-eval", "safim")
     base_site_packages: bool = True  # inside a virtualenv, also read the base interpreter's site-packages
     workers: int = 1  # processes that read and check files (the GPU machine has 16 cores)
+    # Licences (case-insensitive substrings) whose code never goes into the shipped weights.
+    excluded_licences: tuple[str, ...] = ("proprietary", "licenseref-nvidia", "commercial")
 
 
 @dataclass(frozen=True)
@@ -356,6 +358,9 @@ def collect_corpus(roots: list[Path] | None = None, config: CorpusConfig = Corpu
             continue
         seen.add(digest)
         package, licence = _package_of(kind, os.path.relpath(path, root), indexes.get(root))
+        if any(bad in licence.lower() for bad in config.excluded_licences):
+            skipped["licence"] += 1
+            continue
         kept.append((path, language, package, size, licence))
     val = choose_val_packages(Counter(k[2] for k in kept), config.val_fraction)
     files = [SourceFile(path=Path(path), language=language, package=package,
