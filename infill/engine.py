@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -21,12 +21,12 @@ from .constraints import (
     seam_processor,
     trim_overlap,
 )
-from .errors import BadInputError, ModelLoadError
+from .errors import BadInputError, CancelledError, DeadlineExceededError, InfillError, ModelLoadError
 from .hole import Hole
 from .models import load_backend
 from .models.base import Backend, LoadOptions, PromptState
 from .models.presets import WEIGHTS_DIR
-from .prompt import CanvasLayout, PromptConfig, candidate_layouts, encode_prompt
+from .prompt import CanvasLayout, EncodedPrompt, PromptConfig, candidate_layouts, encode_prompt
 from .request import Candidate, InfillRequest, InfillResult
 from .sampler import SampleOutput, quality_preset, sample
 from .syntax import language_for_path, normalize_language
@@ -55,6 +55,40 @@ def default_model() -> str:
         f"no model given and no bundled model in {WEIGHTS_DIR}; pass --model DIR, set ${MODEL_ENV}, "
         "or write a random test model with `infill model random DIR --preset tiny`"
     )
+
+
+@dataclass
+class _Job:
+    """One request on its way through the engine."""
+
+    index: int
+    req: InfillRequest
+    language: str | None
+    hole: Hole
+    prompt: EncodedPrompt
+    state: PromptState
+    groups: list[tuple[int, ...]]  # candidate lengths still to try, shortest group first
+    started: float
+    on_draft: Callable[[int, str], None] | None
+    cancelled: Callable[[], bool] | None
+    passes: int
+    runs: list[_Run] = field(default_factory=list)
+    error: InfillError | None = None
+
+    @property
+    def pending(self) -> bool:
+        return bool(self.groups)
+
+    @property
+    def max_steps(self) -> int:
+        return quality_preset(self.req.quality, self.req.max_steps).max_steps
+
+    def stop_reason(self) -> InfillError | None:
+        if self.cancelled is not None and self.cancelled():
+            return CancelledError("request cancelled")
+        if self.req.deadline is not None and time.monotonic() > self.req.deadline:
+            return DeadlineExceededError("request ran past its deadline")
+        return None
 
 
 @dataclass
@@ -94,9 +128,41 @@ class Engine:
     def count_tokens(self, text: str) -> int:
         return len(self.backend.tokenizer.encode(text))
 
-    # -- the whole request ------------------------------------------------------------------------------
+    # -- requests -------------------------------------------------------------------------------------------
     def fill(self, req: InfillRequest, on_draft: Callable[[int, str], None] | None = None,
              cancelled: Callable[[], bool] | None = None) -> InfillResult:
+        result = self.fill_batch([req], [on_draft], [cancelled])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def fill_batch(self, reqs: Sequence[InfillRequest],
+                   on_draft: Sequence[Callable[[int, str], None] | None] | None = None,
+                   cancelled: Sequence[Callable[[], bool] | None] | None = None) -> list[InfillResult | Exception]:
+        """Fill several holes, their candidate canvases sharing forward passes (micro-batching).
+
+        Each result is an InfillResult, or the InfillError that request ended with (bad input, cancelled,
+        deadline); one request's failure does not stop the others.
+        """
+        results: list[InfillResult | Exception | None] = [None] * len(reqs)
+        jobs: list[_Job] = []
+        for i, req in enumerate(reqs):
+            try:
+                jobs.append(self._prepare(i, req, on_draft[i] if on_draft else None,
+                                          cancelled[i] if cancelled else None))
+            except InfillError as exc:
+                results[i] = exc
+        while active := [j for j in jobs if j.pending and j.error is None]:
+            self._run_round(active)
+        for job in jobs:
+            try:
+                results[job.index] = job.error or self._finish(job)
+            except InfillError as exc:
+                results[job.index] = exc
+        return results  # type: ignore[return-value]
+
+    def _prepare(self, index: int, req: InfillRequest, on_draft, cancelled) -> _Job:
+        """Span sizing, prompt and prefill for one request."""
         started = time.perf_counter()
         check_request(req)
         language = self._language(req)
@@ -110,37 +176,57 @@ class Engine:
         prompt = encode_prompt(self.backend.prompt_format, self.backend.tokenizer, self.backend.ids, prefix, suffix,
                                replace(self.config.prompt, seam_tokens=seam))
         state = self.backend.prefill(prompt)
-        passes = 1 if state.computed_tokens or not state.reused_tokens else 0  # a fully reused prompt costs nothing
-        sampler_cfg = quality_preset(req.quality, req.max_steps)
         lengths = hole.lengths
-        groups = [lengths[: (len(lengths) + 1) // 2], lengths[(len(lengths) + 1) // 2 :]]
-        if not self.config.escalate or len(lengths) == 1:
-            groups = [lengths]
-        runs: list[_Run] = []
-        for group in filter(None, groups):
-            layouts = candidate_layouts(group, prompt.seam_ids)
-            clamp_ids, free = self._clamps(layouts)
-            processors = [ban_processor(self.backend.ids.banned, free)]
-            if prompt.seam_ids:
-                processors.append(seam_processor(self.backend.ids, torch.ones(len(layouts), dtype=torch.bool), free))
-            draft = self._draft_reporter(on_draft, layouts[-1]) if on_draft else None
-            out = sample(self.backend, state, clamp_ids, sampler_cfg, processors, seed=req.seed, on_step=draft,
-                         cancelled=cancelled, deadline=req.deadline)
-            passes += out.forward_passes
-            runs += [self._decode(out, row, layout, req.text, hole) for row, layout in enumerate(layouts)]
-            if any(r.verdict.ok and r.finished for r in runs):
-                break
-        best = max(range(len(runs)), key=lambda r: _rank(runs[r]))
-        chosen, repaired = runs[best], False
+        half = (len(lengths) + 1) // 2
+        groups = [lengths[:half], lengths[half:]] if self.config.escalate and len(lengths) > 1 else [lengths]
+        return _Job(index=index, req=req, language=language, hole=hole, prompt=prompt, state=state,
+                    groups=[g for g in groups if g], started=started, on_draft=on_draft, cancelled=cancelled,
+                    passes=1 if state.computed_tokens or not state.reused_tokens else 0)  # a reused prompt is free
+
+    def _run_round(self, jobs: list[_Job]) -> None:
+        """One sampler run over the next candidate group of every job, as one batch."""
+        rows: list[tuple[_Job, CanvasLayout]] = []
+        for job in jobs:
+            rows += [(job, layout) for layout in candidate_layouts(job.groups[0], job.prompt.seam_ids)]
+        clamp_ids = self._clamps([layout for _, layout in rows])
+        free = clamp_ids < 0
+        seam_rows = torch.tensor([bool(layout.clamps) for _, layout in rows])
+        processors = [ban_processor(self.backend.ids.banned, free)]
+        if seam_rows.any():
+            processors.append(seam_processor(self.backend.ids, seam_rows, free))
+        counts = [sum(1 for j, _ in rows if j is job) for job in jobs]
+        state = jobs[0].state if len(jobs) == 1 else self.backend.merge([j.state for j in jobs], counts)
+        owner = torch.tensor([jobs.index(j) for j, _ in rows])  # (B,) job of each row
+        req = jobs[0].req  # sampler settings of a shared batch come from its first request
+        out = sample(self.backend, state, clamp_ids, quality_preset(req.quality, max(j.max_steps for j in jobs)),
+                     processors, seed=req.seed, on_step=self._draft_reporter(jobs, rows, owner),
+                     cancelled=self._row_canceller(jobs, owner))
+        for i, job in enumerate(jobs):
+            mine = [r for r in range(len(rows)) if owner[r] == i]
+            if bool(out.dropped[mine].any()):
+                job.error = job.stop_reason()
+                continue
+            job.passes += out.forward_passes
+            job.runs += [self._decode(out, r, rows[r][1], job.req.text, job.hole) for r in mine]
+            job.groups.pop(0)
+            if any(r.verdict.ok and r.finished for r in job.runs):
+                job.groups.clear()
+
+    def _finish(self, job: _Job) -> InfillResult:
+        """Choose among the candidates, repair the chosen one if it broke the syntax, report."""
+        best = max(range(len(job.runs)), key=lambda r: _rank(job.runs[r]))
+        chosen, repaired = job.runs[best], False
         if not chosen.verdict.ok and self.config.constraints.repair_rounds:
-            chosen, extra, repaired = self._repair(chosen, state, req, hole)
-            passes += extra
+            chosen, extra, repaired = self._repair(chosen, job.state, job.req, job.hole)
+            job.passes += extra
+        hole = job.hole
         return InfillResult(
             text=chosen.text, start=hole.start, end=hole.end, kind=str(hole.kind), syntax_ok=chosen.verdict.ok,
-            steps=chosen.steps, forward_passes=passes, tokens=len(chosen.ids),
-            seconds=time.perf_counter() - started, model=self.model_id, language=language, sizing=hole.sizing,
-            candidates=[Candidate(r.layout.free, r.text, r.verdict.ok, r.confidence, r.finished) for r in runs],
-            repaired=repaired, prompt_tokens=len(prompt.encoder_ids), reused_prompt_tokens=state.reused_tokens,
+            steps=chosen.steps, forward_passes=job.passes, tokens=len(chosen.ids),
+            seconds=time.perf_counter() - job.started, model=self.model_id, language=job.language,
+            sizing=hole.sizing,
+            candidates=[Candidate(r.layout.free, r.text, r.verdict.ok, r.confidence, r.finished) for r in job.runs],
+            repaired=repaired, prompt_tokens=len(job.prompt.encoder_ids), reused_prompt_tokens=job.state.reused_tokens,
         )
 
     # -- pieces -------------------------------------------------------------------------------------------
@@ -150,24 +236,40 @@ class Engine:
             return normalize_language(req.language)
         return language_for_path(req.path)
 
-    def _clamps(self, layouts: list[CanvasLayout]) -> tuple[torch.Tensor, torch.Tensor]:
-        """clamp ids (B, L) with -1 for free slots, and the free mask (B, L)."""
-        length = layouts[0].length
+    def _clamps(self, layouts: list[CanvasLayout]) -> torch.Tensor:
+        """Clamp ids (B, L) for one batch: -1 on free slots, then each row's clamps, then pad."""
+        length = max(layout.length for layout in layouts)
         clamp_ids = torch.full((len(layouts), length), self.backend.ids.pad, dtype=torch.long)
         for row, layout in enumerate(layouts):
             clamp_ids[row, : layout.free] = -1
             if layout.clamps:
                 clamp_ids[row, layout.free : layout.free + len(layout.clamps)] = torch.tensor(layout.clamps)
-        return clamp_ids, clamp_ids < 0
+        return clamp_ids
 
-    def _draft_reporter(self, on_draft: Callable[[int, str], None], layout: CanvasLayout):
-        """Streams the longest candidate's draft as text."""
+    def _draft_reporter(self, jobs: list[_Job], rows: list[tuple[_Job, CanvasLayout]], owner: torch.Tensor):
+        """Streams each job's longest candidate draft as text, to the jobs that asked for drafts."""
+        watched = [(job, max(r for r in range(len(rows)) if owner[r] == i)) for i, job in enumerate(jobs)
+                   if job.on_draft is not None]
+        if not watched:
+            return None
 
         def report(step: int, canvas: torch.Tensor) -> None:
-            ids, _ = middle_ids(canvas[-1].tolist(), layout.free, self.backend.ids, bool(layout.clamps))
-            on_draft(step, self.backend.tokenizer.decode(ids))
+            for job, row in watched:
+                layout = rows[row][1]
+                ids, _ = middle_ids(canvas[row].tolist(), layout.free, self.backend.ids, bool(layout.clamps))
+                job.on_draft(step, self.backend.tokenizer.decode(ids))
 
         return report
+
+    @staticmethod
+    def _row_canceller(jobs: list[_Job], owner: torch.Tensor) -> Callable[[], torch.Tensor]:
+        """Rows whose request was cancelled or ran past its deadline, checked between steps."""
+
+        def rows_to_drop() -> torch.Tensor:
+            stopped = torch.tensor([job.stop_reason() is not None for job in jobs])
+            return stopped[owner]
+
+        return rows_to_drop
 
     def _decode(self, out: SampleOutput, row: int, layout: CanvasLayout, text: str, hole: Hole) -> _Run:
         tokens = out.tokens[row]
@@ -210,7 +312,7 @@ class Engine:
             steps = min(cfg.repair_steps, req.max_steps or cfg.repair_steps)
             repaired = sample(self.backend, state, clamp, quality_preset(req.quality, steps), [ban],
                               seed=None if req.seed is None else req.seed + 1, init_canvas=canvas,
-                              cancelled=None, deadline=req.deadline)
+                              deadline=req.deadline)
             passes += repaired.forward_passes
             candidate = self._decode(repaired, 0, run.layout, req.text, hole)
             if candidate.verdict.added < run.verdict.added or candidate.verdict.ok:

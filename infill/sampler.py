@@ -67,6 +67,7 @@ class SampleOutput:
     steps: torch.Tensor  # (B,) steps each row ran
     finished: torch.Tensor  # (B,) rows that stopped adaptively (not by the step budget)
     forward_passes: int  # decoder passes (one per step, over the rows still running)
+    dropped: torch.Tensor  # (B,) rows stopped by `cancelled` before they finished
 
 
 def temperature(cfg: SamplerConfig, step: int) -> float:
@@ -104,7 +105,7 @@ def sample(
     seed: int | None = None,
     init_canvas: torch.Tensor | None = None,  # (B, L) start here instead of pure noise (repairs)
     on_step: Callable[[int, torch.Tensor], None] | None = None,  # (step, argmax canvas (B, L)) drafts
-    cancelled: Callable[[], bool] | None = None,
+    cancelled: Callable[[], bool | torch.Tensor] | None = None,  # True: stop all; (B,) bool: drop those rows
     deadline: float | None = None,  # time.monotonic() limit
 ) -> SampleOutput:
     device = backend.device
@@ -123,13 +124,22 @@ def sample(
     logprobs = torch.zeros(batch, length, device=device)
     steps = torch.zeros(batch, dtype=torch.long, device=device)
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
+    dropped = torch.zeros(batch, dtype=torch.bool, device=device)
     history: list[torch.Tensor] = []  # previous argmax canvases, for the stability test
     self_cond: torch.Tensor | None = None  # (B, L, V) previous processed logits
     passes = 0
 
     for step in range(cfg.max_steps):
-        if cancelled is not None and cancelled():
-            raise CancelledError("request cancelled")
+        if cancelled is not None:
+            stop = cancelled()
+            if isinstance(stop, torch.Tensor):  # some rows' requests went away: they leave the batch
+                stop = stop.to(device) & ~finished
+                dropped |= stop
+                finished |= stop
+                if bool(finished.all()):
+                    break
+            elif stop:
+                raise CancelledError("request cancelled")
         if deadline is not None and time.monotonic() > deadline:
             raise DeadlineExceededError(f"deadline passed after {step} denoising steps")
         active = ~finished  # rows still denoising; finished rows keep their result
@@ -137,7 +147,7 @@ def sample(
 
         # 2. One decoder pass over the active rows: logits for the clean canvas.
         sc = self_cond[rows] if self_cond is not None else None
-        raw = backend.denoise(state, canvas[rows], sc)  # (b, L, V) float32
+        raw = backend.denoise(state, canvas[rows], sc, rows)  # (b, L, V) float32
         passes += 1
         for process in processors:
             raw = process(raw, step, rows)
@@ -191,4 +201,5 @@ def sample(
         if bool(finished.all()):
             break
 
-    return SampleOutput(tokens=argmax, logprobs=logprobs, steps=steps, finished=finished, forward_passes=passes)
+    return SampleOutput(tokens=argmax, logprobs=logprobs, steps=steps, finished=finished & ~dropped,
+                        forward_passes=passes, dropped=dropped)

@@ -51,7 +51,10 @@ class ScriptedBackend:
         self.cache_stats.prefills += 1
         return PromptState(prompt=prompt, position=len(prompt.encoder_ids))
 
-    def denoise(self, state, canvas, self_conditioning):
+    def merge(self, states, rows):
+        return states[0]
+
+    def denoise(self, state, canvas, self_conditioning, rows=None):
         self.calls.append(canvas.clone())
         self.self_conditioning_seen.append(self_conditioning is not None)
         b, length = canvas.shape

@@ -108,3 +108,47 @@ def test_the_same_request_twice_gives_the_same_middle(tiny_model_dir):
     first, second = engine.fill(req), engine.fill(req)
     assert second.reused_prompt_tokens == second.prompt_tokens  # the encoder was not run again
     assert (first.text, first.steps, first.forward_passes - 1) == (second.text, second.steps, second.forward_passes)
+
+
+def test_merged_prompts_give_the_same_logits_as_one_at_a_time(dg):
+    a = dg.prefill(_prompt(dg, "def f(x):\n    return "))
+    b = dg.prefill(_prompt(dg, "import os\nfor name in os.listdir('.'):\n    print(", ")\n"))
+    assert a.position != b.position
+    canvas = torch.randint(20, dg.vocab_size, (3, 6), generator=torch.Generator().manual_seed(2))
+    merged = dg.merge([a, b], [1, 2])
+    together = dg.denoise(merged, canvas, None)
+    assert torch.allclose(together[:1], dg.denoise(a, canvas[:1], None), atol=1e-4)
+    assert torch.allclose(together[1:], dg.denoise(b, canvas[1:], None), atol=1e-4)
+    # rows that finished leave the batch: the remaining rows still line up with their prompts
+    rows = torch.tensor([0, 2])
+    assert torch.allclose(dg.denoise(merged, canvas[rows], None, rows)[1], together[2], atol=1e-4)
+
+
+def test_micro_batched_requests_share_passes_and_fail_alone(tiny_model_dir):
+    from infill.engine import Engine
+    from infill.errors import BadInputError, CancelledError
+    from infill.request import InfillRequest
+
+    engine = Engine(load_backend(str(tiny_model_dir)))
+    text = "def f(x):\n    return \n\nvalues = [1, 2, ]\n"
+    reqs = [
+        InfillRequest(text=text, cursor=text.index("return ") + 7, path="f.py", seed=0, max_steps=5, lengths=(4, 8)),
+        InfillRequest(text=text, cursor=text.index("]"), path="f.py", seed=0, max_steps=5, lengths=(3,)),
+        InfillRequest(text=text, cursor=len(text) + 5, path="f.py"),  # bad: outside the document
+        InfillRequest(text=text, cursor=0, path="f.py", seed=0, max_steps=5, lengths=(4,)),  # cancelled below
+    ]
+    results = engine.fill_batch(reqs, cancelled=[None, None, None, lambda: True])
+    assert [type(r).__name__ for r in results] == ["InfillResult", "InfillResult", "BadInputError",
+                                                     "CancelledError"]
+    assert isinstance(results[2], BadInputError) and isinstance(results[3], CancelledError)
+    for r, req in zip(results[:2], reqs[:2], strict=True):
+        assert r.start == req.cursor and r.steps <= 5
+
+
+def test_masked_backend_merges_prompts(masked_dir):
+    backend = load_backend(str(masked_dir))
+    a = backend.prefill(_prompt(backend, "a = ", "\n"))
+    b = backend.prefill(_prompt(backend, "def g():\n    return ", "\n"))
+    canvas = torch.full((3, 4), backend.ids.mask)
+    together = backend.denoise(backend.merge([a, b], [2, 1]), canvas, None)
+    assert torch.allclose(together[2:], backend.denoise(b, canvas[2:], None), atol=1e-5)

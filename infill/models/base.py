@@ -65,9 +65,17 @@ class Backend(Protocol):
         ...
 
     def denoise(
-        self, state: PromptState, canvas: torch.Tensor, self_conditioning: torch.Tensor | None
+        self, state: PromptState, canvas: torch.Tensor, self_conditioning: torch.Tensor | None,
+        rows: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """canvas (B, L) ids -> logits (B, L, V) float32 for the clean canvas. One forward pass."""
+        """canvas (b, L) ids -> logits (b, L, V) float32 for the clean canvas. One forward pass.
+
+        `rows` (b,) says which rows of a merged state these canvases are (rows leave as they finish);
+        a single prompt's state serves any number of rows."""
+        ...
+
+    def merge(self, states: list[PromptState], rows: list[int]) -> PromptState:
+        """One state for a batch holding rows[i] canvases of states[i], in that order (micro-batching)."""
         ...
 
     def describe(self) -> dict:

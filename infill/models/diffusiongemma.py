@@ -138,13 +138,43 @@ class DiffusionGemmaBackend:
 
     # -- decoder ---------------------------------------------------------------------------------------
     @torch.no_grad()
-    def denoise(self, state: PromptState, canvas: torch.Tensor, self_conditioning: torch.Tensor | None) -> torch.Tensor:
-        batch, length = canvas.shape  # (B, L)
-        cache = _expanded(state.payload, batch, self._new_cache())
-        positions = torch.arange(state.position, state.position + length, device=self.device)[None]
+    def denoise(self, state: PromptState, canvas: torch.Tensor, self_conditioning: torch.Tensor | None,
+                rows: torch.Tensor | None = None) -> torch.Tensor:
+        batch, length = canvas.shape  # (b, L)
+        merged = state.extra.get("merged")
+        if merged is None:  # one prompt: its cache serves every row
+            cache = _expanded(state.payload, batch, self._new_cache())
+            positions = torch.arange(state.position, state.position + length, device=self.device)[None]
+            mask = None
+        else:  # several prompts, left-padded to one length: take the rows still running
+            rows = torch.arange(batch) if rows is None else rows.cpu()
+            cache = _select_rows(state.payload, rows.to(self.device), self._new_cache())
+            starts = merged["lengths"][rows].to(self.device)  # (b,) each prompt's own length
+            positions = starts[:, None] + torch.arange(length, device=self.device)  # (b, L)
+            mask = torch.cat([merged["mask"][rows].to(self.device),
+                              torch.ones(batch, length, dtype=torch.long, device=self.device)], dim=-1)
         out = self.model(decoder_input_ids=canvas, cache=cache, decoder_position_ids=positions,
-                         self_conditioning_logits=self_conditioning)
-        return out.logits  # (B, L, V) float32, softcapped
+                         decoder_attention_mask=mask, self_conditioning_logits=self_conditioning)
+        return out.logits  # (b, L, V) float32, softcapped
+
+    def merge(self, states: list[PromptState], rows: list[int]) -> PromptState:
+        """Left-pad each prompt's cache to the longest, repeat it for its rows, stack: one batch of caches."""
+        longest = max(s.position for s in states)
+        merged = self._new_cache()
+        for i, layer in enumerate(merged.layers):
+            parts = [(s.payload.layers[i], n, longest - s.position) for s, n in zip(states, rows, strict=True)]
+            if not parts[0][0].is_initialized:
+                continue
+            keys = torch.cat([_left_pad(src.keys, pad).expand(n, -1, -1, -1) for src, n, pad in parts])
+            values = torch.cat([_left_pad(src.values, pad).expand(n, -1, -1, -1) for src, n, pad in parts])
+            layer.lazy_initialization(keys, values)
+            layer.keys, layer.values = keys, values
+            if hasattr(layer, "cumulative_length"):
+                layer.cumulative_length = longest
+        lengths = torch.tensor([s.position for s, n in zip(states, rows, strict=True) for _ in range(n)])
+        mask = (torch.arange(longest)[None] >= (longest - lengths)[:, None]).long()  # (B, P) 1 on real tokens
+        return PromptState(prompt=states[0].prompt, position=longest, payload=merged,
+                           extra={"merged": {"lengths": lengths, "mask": mask}})
 
 
 def _trained_limits(model) -> dict[str, int]:
@@ -202,6 +232,26 @@ def _prefix_copy(src, n: int, dst):
         d.keys, d.values = s.keys[..., :n, :], s.values[..., :n, :]
         if hasattr(d, "cumulative_length"):
             d.cumulative_length = n
+    return dst
+
+
+def _left_pad(t: torch.Tensor, pad: int) -> torch.Tensor:
+    """(B, H, T, D) -> (B, H, pad + T, D), zeros in front (masked out by the attention mask)."""
+    return torch.nn.functional.pad(t, (0, 0, pad, 0)) if pad else t
+
+
+def _select_rows(src, rows: torch.Tensor, dst):
+    """A cache holding only `rows` of `src` (copies: index_select), for the rows still denoising."""
+    if len(rows) == src.layers[0].keys.shape[0]:
+        return src
+    for s, d in zip(src.layers, dst.layers, strict=True):
+        if not s.is_initialized:
+            continue
+        keys, values = s.keys.index_select(0, rows), s.values.index_select(0, rows)
+        d.lazy_initialization(keys, values)
+        d.keys, d.values = keys, values
+        if hasattr(d, "cumulative_length"):
+            d.cumulative_length = s.cumulative_length
     return dst
 
 

@@ -95,11 +95,26 @@ class MaskedDiffusionBackend:
         return PromptState(prompt=prompt, position=prefix.shape[1], payload=(prefix, suffix))
 
     @torch.no_grad()
-    def denoise(self, state: PromptState, canvas: torch.Tensor, self_conditioning: torch.Tensor | None) -> torch.Tensor:
+    def denoise(self, state: PromptState, canvas: torch.Tensor, self_conditioning: torch.Tensor | None,
+                rows: torch.Tensor | None = None) -> torch.Tensor:
+        if "members" in state.extra:  # merged prompts: one pass per prompt (these models take no padding mask)
+            members = state.extra["members"]  # (B,) index of each row's prompt
+            rows = torch.arange(len(members)) if rows is None else rows.cpu()
+            out = torch.empty(canvas.shape[0], canvas.shape[1], self.vocab_size, device=self.device)
+            for k, member in enumerate(state.payload):
+                pick = (members[rows] == k).nonzero().squeeze(-1)
+                if len(pick):
+                    out[pick.to(self.device)] = self.denoise(member, canvas[pick.to(self.device)], None)
+            return out
         prefix, suffix = state.payload
         batch, length = canvas.shape
         seq = torch.cat([prefix.expand(batch, -1), canvas, suffix.expand(batch, -1)], dim=1)  # (B, P + L + S)
         logits = self.model(input_ids=seq).logits.float()  # (B, T, V)
         start = state.position - 1 if self.family.shift_logits else state.position
         return logits[:, start : start + length]  # (B, L, V)
+
+    def merge(self, states: list[PromptState], rows: list[int]) -> PromptState:
+        members = torch.tensor([k for k, n in enumerate(rows) for _ in range(n)])
+        return PromptState(prompt=states[0].prompt, position=states[0].position, payload=list(states),
+                           extra={"members": members})
 
