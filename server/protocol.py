@@ -1,0 +1,252 @@
+"""The daemon's wire protocol, defined once for the daemon, the language server, the CLI and the tests.
+
+Every message is one JSON object (a websocket text frame) with a `type` field:
+
+    client -> daemon
+      {"type": "infill", "id": "7", "text": "...", "cursor": 120}          complete at a cursor (code points)
+      {"type": "infill", "id": "8", "text": "...", "range": [100, 140]}     regenerate a range (end exclusive)
+          optional: path, language, quality, max_steps, seed, deadline_ms, stream (send drafts), lengths
+      {"type": "cancel", "id": "7"}
+      {"type": "status"}
+    daemon -> client
+      {"type": "progress", "id": "7", "step": 3, "draft": "..."}           only when the request set stream
+      {"type": "result", "id": "7", "text": "...", "start": 120, "end": 120, "syntax_ok": true, ...}
+      {"type": "error", "id": "7" | null, "code": "bad_input", "message": "..."}
+      {"type": "status", "model": "...", "queue": 0, ...}
+
+Messages are validated on arrival (`parse`): unknown types, wrong field types and oversized messages become
+`ProtocolError`s with a code and a message a person can act on.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar
+
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024  # one request carries a whole document
+MAX_TEXT_CHARS = 2_000_000  # documents larger than this are refused
+MAX_ID_CHARS = 128
+QUALITIES = ("fast", "balanced", "thinking")
+
+
+class ErrorCode:
+    BAD_REQUEST = "bad_request"  # malformed JSON, unknown type, wrong field types
+    TOO_LARGE = "too_large"  # the message or its text is over the limits
+    BAD_INPUT = "bad_input"  # a valid message the engine cannot use (cursor outside the text, unknown language)
+    UNAUTHORIZED = "unauthorized"
+    CANCELLED = "cancelled"
+    DEADLINE = "deadline"
+    OVERLOADED = "overloaded"  # the queue is full
+    MODEL = "model_error"  # the model failed (out of memory, ...); the daemon keeps serving
+    INTERNAL = "internal"
+
+
+class ProtocolError(Exception):
+    def __init__(self, code: str, message: str, request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.request_id = code, message, request_id
+
+    def to_message(self) -> ErrorMessage:
+        return ErrorMessage(id=self.request_id, code=self.code, message=self.message)
+
+
+@dataclass(frozen=True)
+class Message:
+    TYPE: ClassVar[str] = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.TYPE, **{k: v for k, v in asdict(self).items() if v is not None}}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class InfillMessage(Message):
+    TYPE: ClassVar[str] = "infill"
+    id: str
+    text: str
+    cursor: int | None = None
+    range: tuple[int, int] | None = None
+    path: str | None = None
+    language: str | None = None
+    quality: str = "balanced"
+    max_steps: int | None = None
+    seed: int | None = None
+    deadline_ms: int | None = None  # give up after this many milliseconds in the daemon
+    stream: bool = False  # send progress drafts
+    lengths: tuple[int, ...] | None = None  # candidate canvas lengths (tests, benchmarks)
+
+
+@dataclass(frozen=True)
+class CancelMessage(Message):
+    TYPE: ClassVar[str] = "cancel"
+    id: str
+
+
+@dataclass(frozen=True)
+class StatusRequest(Message):
+    TYPE: ClassVar[str] = "status"
+
+
+@dataclass(frozen=True)
+class ProgressMessage(Message):
+    TYPE: ClassVar[str] = "progress"
+    id: str
+    step: int
+    draft: str
+
+
+@dataclass(frozen=True)
+class ResultMessage(Message):
+    TYPE: ClassVar[str] = "result"
+    id: str
+    text: str
+    start: int
+    end: int
+    syntax_ok: bool
+    kind: str = ""
+    steps: int = 0
+    forward_passes: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+    queued_seconds: float = 0.0  # time waiting for a batch
+    batch_size: int = 1  # requests that shared the forward passes
+    model: str = ""
+    language: str | None = None
+    sizing: str = ""
+    prompt_tokens: int = 0
+    reused_prompt_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class ErrorMessage(Message):
+    TYPE: ClassVar[str] = "error"
+    id: str | None
+    code: str
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:  # id stays even when null: the client matches errors to requests
+        return {"type": self.TYPE, "id": self.id, "code": self.code, "message": self.message}
+
+
+@dataclass(frozen=True)
+class StatusMessage(Message):
+    TYPE: ClassVar[str] = "status"
+    address: str = ""
+    pid: int = 0
+    model: str = ""
+    device: str = ""
+    dtype: str = ""
+    queue: int = 0
+    running: int = 0
+    served: int = 0
+    failed: int = 0
+    cache_hit_rate: float = 0.0
+    uptime_seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+CLIENT_MESSAGES: dict[str, type[Message]] = {m.TYPE: m for m in (InfillMessage, CancelMessage, StatusRequest)}
+SERVER_MESSAGES: dict[str, type[Message]] = {
+    m.TYPE: m for m in (ProgressMessage, ResultMessage, ErrorMessage, StatusMessage)
+}
+
+
+def _check(cond: bool, message: str, request_id: str | None = None) -> None:
+    if not cond:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, message, request_id)
+
+
+def _decode(raw: str | bytes) -> dict[str, Any]:
+    if isinstance(raw, bytes):
+        if len(raw) > MAX_MESSAGE_BYTES:
+            raise ProtocolError(ErrorCode.TOO_LARGE, f"message of {len(raw)} bytes; the limit is {MAX_MESSAGE_BYTES}")
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "binary frame: send JSON text frames") from None
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise ProtocolError(ErrorCode.TOO_LARGE, f"message of {len(raw)} characters; the limit is {MAX_MESSAGE_BYTES}")
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"not JSON: {exc}") from None
+    _check(isinstance(data, dict), "a message must be a JSON object with a 'type' field")
+    _check(isinstance(data.get("type"), str), "a message needs a string 'type' field")
+    return data
+
+
+def _build(cls: type[Message], data: dict[str, Any]) -> Message:
+    """Type-check the fields of `data` against the dataclass and build it."""
+    request_id = data.get("id") if isinstance(data.get("id"), str) else None
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known - {"type"})
+    _check(not unknown, f"unknown field(s) for {cls.TYPE!r}: {', '.join(unknown)}", request_id)
+    kwargs = {name: data[name] for name in known if name in data}
+    try:
+        msg = cls(**kwargs)
+    except TypeError as exc:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"{cls.TYPE}: {exc}", request_id) from None
+    return msg
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _validate_infill(data: dict[str, Any]) -> InfillMessage:
+    rid = data.get("id")
+    _check(isinstance(rid, str) and 0 < len(rid) <= MAX_ID_CHARS, f"'id' must be a string of 1-{MAX_ID_CHARS} characters")
+    text = data.get("text")
+    _check(isinstance(text, str), "'text' must be a string (the whole document)", rid)
+    if len(text) > MAX_TEXT_CHARS:
+        raise ProtocolError(ErrorCode.TOO_LARGE, f"document of {len(text)} characters; the limit is {MAX_TEXT_CHARS}", rid)
+    cursor, rng = data.get("cursor"), data.get("range")
+    _check((cursor is None) != (rng is None), "give exactly one of 'cursor' and 'range'", rid)
+    if cursor is not None:
+        _check(_is_int(cursor) and cursor >= 0, "'cursor' must be a non-negative integer (code points)", rid)
+    if rng is not None:
+        _check(isinstance(rng, list) and len(rng) == 2 and all(_is_int(x) and x >= 0 for x in rng)
+               and rng[0] <= rng[1], "'range' must be [start, end] with 0 <= start <= end (code points)", rid)
+        data = {**data, "range": tuple(rng)}
+    for name in ("path", "language"):
+        _check(data.get(name) is None or isinstance(data[name], str), f"'{name}' must be a string", rid)
+    _check(data.get("quality", "balanced") in QUALITIES, f"'quality' must be one of {', '.join(QUALITIES)}", rid)
+    for name, hi in (("max_steps", 1024), ("seed", 2**63 - 1), ("deadline_ms", 3_600_000)):
+        v = data.get(name)
+        _check(v is None or (_is_int(v) and 0 <= v <= hi), f"'{name}' must be an integer in 0..{hi}", rid)
+    _check(isinstance(data.get("stream", False), bool), "'stream' must be true or false", rid)
+    lengths = data.get("lengths")
+    if lengths is not None:
+        _check(isinstance(lengths, list) and 0 < len(lengths) <= 8 and all(_is_int(n) and 1 <= n <= 1024 for n in lengths),
+               "'lengths' must be 1-8 integers in 1..1024", rid)
+        data = {**data, "lengths": tuple(lengths)}
+    return _build(InfillMessage, data)  # type: ignore[return-value]
+
+
+def parse(raw: str | bytes) -> Message:
+    """A client message from a websocket frame; raises ProtocolError."""
+    data = _decode(raw)
+    kind = data["type"]
+    if kind == InfillMessage.TYPE:
+        return _validate_infill(data)
+    if kind == CancelMessage.TYPE:
+        _check(isinstance(data.get("id"), str) and 0 < len(data["id"]) <= MAX_ID_CHARS, "'cancel' needs a string 'id'")
+        return _build(CancelMessage, data)
+    if kind == StatusRequest.TYPE:
+        return _build(StatusRequest, data)
+    raise ProtocolError(ErrorCode.BAD_REQUEST,
+                        f"unknown message type {kind!r}; expected one of: {', '.join(sorted(CLIENT_MESSAGES))}",
+                        data.get("id") if isinstance(data.get("id"), str) else None)
+
+
+def parse_server(raw: str | bytes) -> Message:
+    """A daemon message, for clients (the language server, the CLI, tests)."""
+    data = _decode(raw)
+    cls = SERVER_MESSAGES.get(data["type"])
+    if cls is None:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"unknown message type {data['type']!r} from the daemon")
+    known = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in known})
