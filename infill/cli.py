@@ -386,8 +386,24 @@ def run_train(args: argparse.Namespace) -> int:
     return train_main(args.forwarded)
 
 
+# -- infill daemon / infill lsp (in server/, imported when used) -------------------------------------------
+def _lazy(module: str, attr: str) -> Callable:
+    """A function of `module` imported on first call: the CLI starts fast whatever the subcommand."""
+
+    def call(*args):
+        import importlib
+
+        return getattr(importlib.import_module(module), attr)(*args)
+
+    return call
+
+
 # -- the parser and main -----------------------------------------------------------------------------------
 COMMANDS: dict[str, Command] = {
+    "daemon": Command("run the model daemon, or query it (`infill daemon status`)",
+                      _lazy("server.daemon_cli", "add_arguments"), _lazy("server.daemon_cli", "run")),
+    "lsp": Command("run the language server over stdio", _lazy("server.lsp_cli", "add_arguments"),
+                   _lazy("server.lsp_cli", "run")),
     "fill": Command("fill a hole (cursor or range) in a file", add_fill_arguments, run_fill),
     "model": Command("model utilities (random test checkpoints)", add_model_command_arguments, run_model),
     "train": Command("train the project's own model (arguments go to infill.train.cli)",
