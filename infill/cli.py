@@ -400,11 +400,11 @@ def _lazy(module: str, attr: str) -> Callable:
 
 # -- the parser and main -----------------------------------------------------------------------------------
 COMMANDS: dict[str, Command] = {
+    "fill": Command("fill a hole (cursor or range) in a file", add_fill_arguments, run_fill),
     "daemon": Command("run the model daemon, or query it (`infill daemon status`)",
                       _lazy("server.daemon_cli", "add_arguments"), _lazy("server.daemon_cli", "run")),
     "lsp": Command("run the language server over stdio", _lazy("server.lsp_cli", "add_arguments"),
                    _lazy("server.lsp_cli", "run")),
-    "fill": Command("fill a hole (cursor or range) in a file", add_fill_arguments, run_fill),
     "model": Command("model utilities (random test checkpoints)", add_model_command_arguments, run_model),
     "train": Command("train the project's own model (arguments go to infill.train.cli)",
                      lambda p: None, run_train, forward=True),
