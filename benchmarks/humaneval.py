@@ -125,7 +125,11 @@ def main(argv: list[str] | None = None) -> int:
                                                      repair_rounds=0))
     engine = Engine.load(args.model, LoadOptions(device=args.device, threads=args.threads), config)
     lengths = (args.fixed_length,) if args.fixed_length else None
-    report = {"model": engine.model_id, "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+    import torch
+
+    device = engine.backend.device
+    machine = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.machine()}, CPU only"
+    report = {"model": engine.model_id, "machine": f"{machine}, {os.cpu_count()} CPU cores",
               "quality": args.quality, "seed": args.seed, "lengths": f"fixed {args.fixed_length}" if lengths
               else "tree-sitter candidates", "constraints": not args.no_constraints,
               "command": "python benchmarks/humaneval.py " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -139,9 +143,9 @@ def main(argv: list[str] | None = None) -> int:
         report["sets"][name] = result
         summary = {k: v for k, v in result.items() if k != "records"}
         print(json.dumps({name: summary}), flush=True)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=1) + "\n")
+        if args.out:  # after every set, so a run cut short keeps what it finished
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(report, indent=1) + "\n")
     return 0
 
 
