@@ -40,7 +40,7 @@ def ban_processor(banned: Sequence[int], free: torch.Tensor):
     def process(logits: torch.Tensor, step: int, rows: torch.Tensor) -> torch.Tensor:
         if banned_t.numel() == 0:
             return logits
-        mask = free[rows].to(logits.device)[..., None]  # (b, L, 1)
+        mask = free.to(logits.device)[rows.to(logits.device)][..., None]  # (b, L, 1)
         cols = banned_t.to(logits.device)
         sub = logits[..., cols]
         logits[..., cols] = torch.where(mask, torch.full_like(sub, float("-inf")), sub)
