@@ -1,4 +1,14 @@
-"""`infill lsp`: arguments and entry point (placeholder until the language server lands)."""
+"""`infill lsp`: the language server over stdio.
+
+    infill lsp                                  # talk to the model daemon, starting it when none runs
+    infill lsp --daemon ws://127.0.0.1:9000     # another daemon address
+    infill lsp --embedded --model DIR           # the engine in this process, no daemon
+    infill lsp --log-file /tmp/infill-lsp.log
+
+stdout carries the protocol and nothing else: logs go to stderr (and --log-file), and anything a library
+prints is redirected to stderr before the server starts. Settings from the editor (initializationOptions,
+workspace/didChangeConfiguration) override these options; see `server.settings`.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +16,60 @@ import argparse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    pass
+    from infill.cli import add_model_arguments
+
+    p.add_argument("--embedded", action="store_true",
+                   help="run the model in this process instead of talking to the daemon")
+    p.add_argument("--daemon", metavar="ADDRESS", help="model daemon address (default ws://127.0.0.1:8977)")
+    p.add_argument("--debounce", type=int, metavar="MS", help="wait this long for more keystrokes (default 150)")
+    p.add_argument("--quality", choices=("fast", "balanced", "thinking"), help="sampler preset (default balanced)")
+    p.add_argument("--log-file", metavar="PATH", help="also write the log here")
+    add_model_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    from infill.errors import InfillError
+    import logging
+    import os
+    import sys
 
-    raise InfillError("infill lsp is not built yet")
+    # The protocol gets the real stdout; file descriptor 1 (prints, child processes) goes to stderr from now on.
+    protocol_out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if args.log_file:
+        handlers.append(logging.FileHandler(args.log_file, encoding="utf-8"))
+    verbose = getattr(args, "verbose", False)
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=handlers,
+                        format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    logging.getLogger("pygls").setLevel(logging.INFO if verbose else logging.WARNING)
+    logging.getLogger("websockets").setLevel(logging.WARNING)
+
+    from infill.cli import load_options, quiet_transformers
+
+    from .backends import DaemonBackend, EmbeddedBackend
+    from .lsp import build_server
+    from .settings import Settings
+
+    raw = {k: v for k, v in {"model": args.model, "daemon": args.daemon, "debounce": args.debounce,
+                             "quality": args.quality}.items() if v is not None}
+    settings, problems = Settings().merged(raw)
+    for problem in problems:
+        logging.getLogger("infill.lsp").error("%s", problem)
+    if problems:
+        return 2
+    holder: dict = {}
+
+    def notify(level: int, message: str) -> None:
+        holder["server"].notify(level, message)
+
+    if args.embedded:
+        quiet_transformers(verbose)
+        backend = EmbeddedBackend(settings.resolved_model, load_options(args), notify)
+    else:
+        backend = DaemonBackend(settings.daemon, settings.resolved_model, notify)
+    server = holder["server"] = build_server(backend, settings)
+    logging.getLogger("infill.lsp").info("infill lsp: %s", backend.description)
+    server.start_io(sys.stdin.buffer, protocol_out)
+    return 0

@@ -1,0 +1,169 @@
+"""The language server's requests, free of LSP types: a suggestion at a cursor, a regenerated range.
+
+    at_cursor:  type-through reuse ─▶ debounce ─▶ backend.fill(cursor) ─▶ postprocess.inline_edit ─▶ Edit
+    over_range: backend.fill(range) ─▶ postprocess.range_edit ─▶ Edit
+
+Failures never reach the editor as errors: a cancelled, superseded, failed or unavailable request is an
+empty answer (None), and the reason goes to the log. `stats()` counts what happened, for `infill/status`,
+the tests and the latency benchmark.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pygls.uris import to_fs_path
+
+from .backends import Backend, FillError, Unavailable
+from .documents import Document
+from .postprocess import Edit, Formatting, detect_formatting, inline_edit, range_edit
+from .protocol import ErrorCode, InfillMessage, ResultMessage
+from .scheduling import Scheduler
+from .settings import Settings
+from .typethrough import TypeThrough
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RangeFill:
+    """The outcome of a range request: the edit (None when there is nothing to apply) and why."""
+
+    edit: Edit | None
+    result: ResultMessage | None
+    error: str | None = None
+
+
+def grammar_of(doc: Document) -> str | None:
+    """The tree-sitter grammar for an LSP languageId, else None (the engine then goes by the file name)."""
+    from infill.errors import UnknownLanguageError
+    from infill.syntax import normalize_language
+
+    try:
+        return normalize_language(doc.language_id)
+    except UnknownLanguageError:
+        return None
+
+
+class Completer:
+    def __init__(self, backend: Backend, settings: Callable[[], Settings]) -> None:
+        self.backend = backend
+        self._settings = settings
+        self.scheduler = Scheduler(lambda rid: self.backend.cancel(rid))
+        self.typethrough = TypeThrough()
+        self.counts: Counter[str] = Counter()
+
+    # -- at a cursor -----------------------------------------------------------------------------------------
+    async def at_cursor(self, doc: Document, cursor: int, invoked: bool = False) -> Edit | None:
+        """The suggestion to show at `cursor`, or None. `invoked`: asked for explicitly, so no debounce."""
+        settings = self._settings()
+        self.counts["completions"] += 1
+        if not settings.enabled(doc.language_id):
+            self.counts["disabled"] += 1
+            return None
+        if (reused := self.typethrough.lookup(doc.uri, doc.text, cursor)) is not None:
+            self.counts["items"] += 1
+            return reused
+        ticket = self.scheduler.ticket(doc.uri)
+        if not await self.scheduler.debounce(ticket, 0 if invoked else settings.debounce_ms / 1000):
+            return None
+        text, version = doc.text, doc.version
+        result = await self._fill(doc, self._message(doc, settings, cursor=cursor), supersedable=True)
+        if result is None:
+            return None
+        if doc.version != version:  # edited meanwhile: the editor has moved on
+            self.counts["stale"] += 1
+            return None
+        if (result.start, result.end) != (cursor, cursor):
+            log.debug("a cursor request came back as a range %s-%s; not shown", result.start, result.end)
+            return None
+        edit = inline_edit(result.text, text, cursor, self._formatting(settings, text))
+        if edit is None:
+            self.counts["filtered"] += 1
+            return None
+        self.typethrough.remember(doc.uri, text, cursor, edit)
+        self.counts["items"] += 1
+        return edit
+
+    # -- over a range ----------------------------------------------------------------------------------------
+    async def over_range(self, doc: Document, start: int, end: int) -> RangeFill:
+        """Regenerate [start, end) of the document ("fix this block", "fill selection", infill.fillRange)."""
+        settings = self._settings()
+        text, version = doc.text, doc.version
+        msg = self._message(doc, settings, span=(start, end))
+        try:
+            result = await self._fill(doc, msg, supersedable=False, raise_errors=True)
+        except FillError as exc:
+            return RangeFill(None, None, exc.message)
+        assert result is not None
+        if doc.version != version:
+            return RangeFill(None, result, "the document changed while the model was working")
+        edit = range_edit(result.text, text, result.start, result.end, self._formatting(settings, text))
+        return RangeFill(edit, result, None if edit is not None else "the model proposed no change")
+
+    def block(self, doc: Document, start: int, end: int) -> tuple[int, int] | None:
+        """The tree-sitter block under a cursor or a selection (`infill.spans.block_at`), None on blank text."""
+        from infill.errors import BadInputError
+        from infill.spans import block_at
+
+        try:
+            lo, hi = block_at(doc.text, grammar_of(doc), start, end if end > start else None)
+        except BadInputError:
+            return None
+        return (lo, hi) if hi > lo and doc.text[lo:hi].strip() else None
+
+    # -- document events -------------------------------------------------------------------------------------
+    def changed(self, uri: str) -> None:
+        self.scheduler.document_changed(uri)
+
+    def closed(self, uri: str) -> None:
+        self.scheduler.document_changed(uri)
+        self.typethrough.forget(uri)
+
+    # -- pieces ---------------------------------------------------------------------------------------------
+    def _message(self, doc: Document, settings: Settings, cursor: int | None = None,
+                 span: tuple[int, int] | None = None) -> InfillMessage:
+        path = to_fs_path(doc.uri) if doc.uri.startswith("file:") else None
+        return InfillMessage(id=self.scheduler.new_request_id(), text=doc.text, cursor=cursor, range=span,
+                             path=path, language=grammar_of(doc), quality=settings.quality,
+                             max_steps=settings.max_steps, seed=settings.seed, deadline_ms=settings.deadline_ms,
+                             lengths=settings.lengths)
+
+    async def _fill(self, doc: Document, msg: InfillMessage, supersedable: bool,
+                    raise_errors: bool = False) -> ResultMessage | None:
+        self.scheduler.start(doc.uri, msg.id, supersedable)
+        self.counts["model_calls"] += 1
+        try:
+            return await self.backend.fill(msg)
+        except FillError as exc:
+            self._count_failure(exc)
+            if raise_errors:
+                raise
+            return None
+        finally:
+            self.scheduler.finish(doc.uri, msg.id)
+
+    def _count_failure(self, exc: FillError) -> None:
+        if isinstance(exc, Unavailable):
+            self.counts["unavailable"] += 1
+            log.debug("no model: %s", exc.message)
+        elif exc.code in (ErrorCode.CANCELLED, ErrorCode.DEADLINE):
+            self.counts[exc.code] += 1
+            log.debug("%s: %s", exc.code, exc.message)
+        else:
+            self.counts["errors"] += 1
+            log.warning("infill request failed (%s): %s", exc.code, exc.message)
+
+    @staticmethod
+    def _formatting(settings: Settings, text: str) -> Formatting:
+        return settings.formatting or detect_formatting(text) or Formatting()
+
+    def stats(self) -> dict[str, Any]:
+        tt = self.typethrough
+        return {**self.counts, "typethrough_hits": tt.hits, "typethrough_misses": tt.misses,
+                "typethrough_rate": tt.rate, "superseded": self.scheduler.superseded,
+                "cancelled_running": self.scheduler.cancelled}

@@ -1,0 +1,305 @@
+"""The language server (pygls, stdio): thin handlers over `server.completions.Completer`.
+
+    textDocument/inlineCompletion   the suggestion at the cursor (LSP 3.18), one item or none
+    textDocument/completion         the same suggestion as one completion item, for clients without inline
+    textDocument/codeAction         "Fix this block" (quickfix) and "Fill selection" (refactor.rewrite); the
+                                    model runs on codeAction/resolve, never while the editor lists actions.
+                                    Clients that cannot resolve an action's edit get the infill.fillRange
+                                    command in the action instead.
+    workspace/executeCommand        infill.fillRange(uri, range): regenerate the range, apply it with
+                                    workspace/applyEdit, return a summary
+    infill/status                   counters, type-through reuse, the backend's state and cache hit rate
+
+Documents are kept by `server.documents` (LSP line breaks, clamped positions, the negotiated position
+encoding). Completions are never errors: anything that goes wrong is an empty list and a log line
+(window/logMessage and stderr).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any
+
+from lsprotocol import types
+from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol
+from pygls.protocol.language_server import lsp_method
+
+from .backends import Backend
+from .completions import Completer
+from .documents import DocumentStore, range_offsets, to_range
+from .postprocess import Edit
+from .settings import SECTION, Settings
+
+log = logging.getLogger("infill.lsp")
+
+FILL_RANGE = "infill.fillRange"
+STATUS = "infill/status"
+FIX_BLOCK, FILL_SELECTION = "fixBlock", "fillSelection"
+ACTIONS = {  # what -> (title, kind)
+    FIX_BLOCK: ("Fix this block (infill)", types.CodeActionKind.QuickFix),
+    FILL_SELECTION: ("Fill selection (infill)", types.CodeActionKind.RefactorRewrite),
+}
+_LOG_TYPES = {logging.ERROR: types.MessageType.Error, logging.WARNING: types.MessageType.Warning,
+              logging.INFO: types.MessageType.Info}
+
+
+class InfillProtocol(LanguageServerProtocol):
+    """Document sync goes to the server's own store (pygls' workspace splits lines at form feeds)."""
+
+    def _user(self, method: str, params: Any):
+        if (handler := self.fm.features.get(method)) is not None:
+            yield handler, (params,), None
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_OPEN)
+    def lsp_text_document__did_open(self, params: types.DidOpenTextDocumentParams):
+        self._server.documents.open(params.text_document)
+        yield from self._user(types.TEXT_DOCUMENT_DID_OPEN, params)
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_CHANGE)
+    def lsp_text_document__did_change(self, params: types.DidChangeTextDocumentParams):
+        self._server.documents.change(params, self._server.encoding)
+        self._server.completer.changed(params.text_document.uri)
+        yield from self._user(types.TEXT_DOCUMENT_DID_CHANGE, params)
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_CLOSE)
+    def lsp_text_document__did_close(self, params: types.DidCloseTextDocumentParams):
+        self._server.documents.close(params.text_document.uri)
+        self._server.completer.closed(params.text_document.uri)
+        yield from self._user(types.TEXT_DOCUMENT_DID_CLOSE, params)
+
+
+class InfillServer(LanguageServer):
+    def __init__(self, backend: Backend, settings: Settings) -> None:
+        from infill import __version__
+
+        super().__init__("infill", __version__, protocol_cls=InfillProtocol,
+                         text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
+        self.settings = settings
+        self.documents = DocumentStore()
+        self.completer = Completer(backend, lambda: self.settings)
+        self._notify_loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+
+    @property
+    def backend(self) -> Backend:
+        return self.completer.backend
+
+    @property
+    def encoding(self) -> str:
+        try:
+            return self.workspace.position_encoding or types.PositionEncodingKind.Utf16
+        except RuntimeError:  # before initialize
+            return types.PositionEncodingKind.Utf16
+
+    # -- logging: stderr always, the client's log once it listens ------------------------------------------
+    def notify(self, level: int, message: str) -> None:
+        """Log a message and show it in the client's log (safe to call from any thread)."""
+        log.log(level, message)
+        loop = self._notify_loop
+        if loop is None or loop.is_closed():
+            return
+        params = types.LogMessageParams(type=_LOG_TYPES.get(level, types.MessageType.Log), message=message)
+        if threading.get_ident() == self._loop_thread:
+            self.window_log_message(params)
+        else:
+            loop.call_soon_threadsafe(self.window_log_message, params)
+
+    def apply_settings(self, raw: Any, source: str) -> None:
+        new, problems = self.settings.merged(raw)
+        for problem in problems:
+            self.notify(logging.WARNING, f"infill: {source}: {problem}")
+        old, self.settings = self.settings, new
+        if (new.resolved_model, new.daemon) != (old.resolved_model, old.daemon):
+            self.backend.configure(new.resolved_model, new.daemon)
+
+    # -- LSP shapes --------------------------------------------------------------------------------------------
+    def lsp_range(self, uri: str, start: int, end: int) -> types.Range:
+        return to_range(self.documents.get(uri).index, start, end, self.encoding)
+
+    def workspace_edit(self, uri: str, version: int, edit: Edit) -> types.WorkspaceEdit:
+        text_edit = types.TextEdit(range=self.lsp_range(uri, edit.start, edit.end), new_text=edit.text)
+        caps = self.client_capabilities.workspace
+        if caps and caps.workspace_edit and caps.workspace_edit.document_changes:
+            doc = types.OptionalVersionedTextDocumentIdentifier(uri=uri, version=version)
+            return types.WorkspaceEdit(document_changes=[types.TextDocumentEdit(text_document=doc, edits=[text_edit])])
+        return types.WorkspaceEdit(changes={uri: [text_edit]})
+
+    def resolves_edits(self) -> bool:
+        """Whether the client resolves a code action's `edit` lazily (codeAction/resolve)."""
+        ca = self.client_capabilities.text_document and self.client_capabilities.text_document.code_action
+        props = ca and ca.resolve_support and ca.resolve_support.properties
+        return bool(props and "edit" in props and ca.data_support)
+
+
+def build_server(backend: Backend, settings: Settings) -> InfillServer:
+    server = InfillServer(backend, settings)
+
+    @server.feature(types.INITIALIZE)
+    def initialize(ls: InfillServer, params: types.InitializeParams) -> None:
+        ls._notify_loop, ls._loop_thread = asyncio.get_running_loop(), threading.get_ident()
+        ls.apply_settings(params.initialization_options, "initializationOptions")
+
+    @server.feature(types.INITIALIZED)
+    async def initialized(ls: InfillServer, params: types.InitializedParams) -> None:
+        await ls.backend.start()
+        ws = ls.client_capabilities.workspace
+        if ws and ws.configuration:
+            await pull_configuration(ls)
+
+    @server.feature(types.SHUTDOWN)
+    async def shutdown(ls: InfillServer, params: None) -> None:
+        await ls.backend.close()
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
+    async def did_change_configuration(ls: InfillServer, params: types.DidChangeConfigurationParams) -> None:
+        raw = params.settings
+        if isinstance(raw, dict) and raw:
+            ls.apply_settings(raw, "workspace/didChangeConfiguration")
+        elif ls.client_capabilities.workspace and ls.client_capabilities.workspace.configuration:
+            await pull_configuration(ls)  # "settings changed, come and get them"
+
+    @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
+    async def inline_completion(ls: InfillServer, params: types.InlineCompletionParams) -> types.InlineCompletionList:
+        doc = ls.documents.get(params.text_document.uri)
+        if doc is None:
+            return types.InlineCompletionList(items=[])
+        invoked = params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked
+        edit = await ls.completer.at_cursor(doc, doc.offset(params.position, ls.encoding), invoked)
+        if edit is None:
+            return types.InlineCompletionList(items=[])
+        item = types.InlineCompletionItem(insert_text=edit.text, range=ls.lsp_range(doc.uri, edit.start, edit.end))
+        return types.InlineCompletionList(items=[item])
+
+    @server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions())
+    async def completion(ls: InfillServer, params: types.CompletionParams) -> types.CompletionList:
+        doc = ls.documents.get(params.text_document.uri)
+        empty = types.CompletionList(is_incomplete=True, items=[])
+        if doc is None:
+            return empty
+        invoked = params.context is None or params.context.trigger_kind == types.CompletionTriggerKind.Invoked
+        cursor = doc.offset(params.position, ls.encoding)
+        edit = await ls.completer.at_cursor(doc, cursor, invoked)
+        if edit is None:
+            return empty
+        # The item replaces the word before the cursor too, so that the client's filtering on it keeps the item.
+        word = cursor
+        while word > 0 and (doc.text[word - 1].isalnum() or doc.text[word - 1] == "_"):
+            word -= 1
+        new_text = doc.text[word:cursor] + edit.text
+        first = new_text.splitlines()[0] if new_text.strip() else new_text
+        label = first.strip()[:60] + ("…" if len(first.strip()) > 60 or "\n" in new_text.strip() else "")
+        item = types.CompletionItem(
+            label=label or new_text.strip()[:60], kind=types.CompletionItemKind.Snippet, detail="infill",
+            filter_text=first, sort_text="0", insert_text_format=types.InsertTextFormat.PlainText,
+            text_edit=types.TextEdit(range=ls.lsp_range(doc.uri, word, edit.end), new_text=new_text))
+        return types.CompletionList(is_incomplete=True, items=[item])
+
+    @server.feature(types.TEXT_DOCUMENT_CODE_ACTION, types.CodeActionOptions(
+        code_action_kinds=[kind for _, kind in ACTIONS.values()], resolve_provider=True))
+    def code_action(ls: InfillServer, params: types.CodeActionParams) -> list[types.CodeAction]:
+        doc = ls.documents.get(params.text_document.uri)
+        if doc is None or not ls.settings.enabled(doc.language_id):
+            return []
+        start, end = range_offsets(doc.index, params.range, ls.encoding)
+        targets = []
+        if (block := ls.completer.block(doc, start, end)) is not None:
+            targets.append((FIX_BLOCK, block))
+        if end > start:
+            targets.append((FILL_SELECTION, (start, end)))
+        only = params.context.only
+        actions = []
+        for what, (lo, hi) in targets:
+            title, kind = ACTIONS[what]
+            if only and not any(kind == k or kind.startswith(f"{k}.") for k in only):
+                continue
+            rng = ls.lsp_range(doc.uri, lo, hi)
+            if ls.resolves_edits():
+                data = {"uri": doc.uri, "version": doc.version, "range": _range_json(rng), "action": what}
+                actions.append(types.CodeAction(title=title, kind=kind, data=data))
+            else:
+                cmd = types.Command(title=title, command=FILL_RANGE, arguments=[doc.uri, _range_json(rng)])
+                actions.append(types.CodeAction(title=title, kind=kind, command=cmd))
+        return actions
+
+    @server.feature(types.CODE_ACTION_RESOLVE)
+    async def code_action_resolve(ls: InfillServer, action: types.CodeAction) -> types.CodeAction:
+        data = action.data if isinstance(action.data, dict) else {}
+        doc = ls.documents.get(data.get("uri", ""))
+        if doc is None or "range" not in data:
+            return action
+        if data.get("version") != doc.version:
+            ls.notify(logging.INFO, "infill: the document changed since the action was offered; ask again")
+            return action
+        start, end = range_offsets(doc.index, _range(data["range"]), ls.encoding)
+        fill = await ls.completer.over_range(doc, start, end)
+        if fill.edit is not None:
+            action.edit = ls.workspace_edit(doc.uri, doc.version, fill.edit)
+        else:
+            ls.notify(logging.WARNING, f"infill: {action.title}: {fill.error}")
+        return action
+
+    @server.command(FILL_RANGE)
+    async def fill_range(ls: InfillServer, *args: Any) -> dict[str, Any]:
+        if len(args) != 2 or not isinstance(args[0], str) or not isinstance(args[1], dict):
+            return {"applied": False, "error": f"{FILL_RANGE} takes [uri, range]"}
+        doc = ls.documents.get(args[0])
+        if doc is None:
+            return {"applied": False, "error": f"{args[0]} is not open"}
+        start, end = range_offsets(doc.index, _range(args[1]), ls.encoding)
+        version = doc.version
+        fill = await ls.completer.over_range(doc, start, end)
+        summary: dict[str, Any] = {"applied": False}
+        if fill.result is not None:
+            summary.update(model=fill.result.model, seconds=fill.result.seconds, syntax_ok=fill.result.syntax_ok,
+                           steps=fill.result.steps)
+        if fill.edit is None:
+            ls.notify(logging.WARNING, f"infill: fill range: {fill.error}")
+            return {**summary, "error": fill.error}
+        summary.update(text=fill.edit.text, range=_range_json(ls.lsp_range(doc.uri, fill.edit.start, fill.edit.end)))
+        try:
+            reply = await ls.workspace_apply_edit_async(types.ApplyWorkspaceEditParams(
+                edit=ls.workspace_edit(doc.uri, version, fill.edit), label="infill: fill range"))
+        except Exception as exc:  # the client does not do applyEdit, or refused the request
+            return {**summary, "error": f"workspace/applyEdit failed: {exc}"}
+        summary["applied"] = bool(reply.applied)
+        if not reply.applied:
+            summary["error"] = reply.failure_reason or "the client did not apply the edit"
+        return summary
+
+    @server.feature(STATUS)
+    async def status(ls: InfillServer, params: Any) -> dict[str, Any]:
+        return {**ls.completer.stats(), "backend": await ls.backend.status(), "settings": _settings_json(ls.settings)}
+
+    return server
+
+
+async def pull_configuration(ls: InfillServer) -> None:
+    try:
+        values = await ls.workspace_configuration_async(
+            types.ConfigurationParams(items=[types.ConfigurationItem(section=SECTION)]))
+    except Exception as exc:
+        log.debug("workspace/configuration: %s", exc)
+        return
+    if values and isinstance(values[0], dict) and values[0]:
+        ls.apply_settings(values[0], "workspace/configuration")
+
+
+def _range_json(rng: types.Range) -> dict[str, Any]:
+    return {"start": {"line": rng.start.line, "character": rng.start.character},
+            "end": {"line": rng.end.line, "character": rng.end.character}}
+
+
+def _range(raw: dict[str, Any]) -> types.Range:
+    def pos(p: Any) -> types.Position:
+        return types.Position(line=int(p["line"]), character=int(p["character"]))
+
+    return types.Range(start=pos(raw["start"]), end=pos(raw["end"]))
+
+
+def _settings_json(s: Settings) -> dict[str, Any]:
+    return {"model": s.resolved_model, "daemon": s.daemon, "debounce": s.debounce_ms, "quality": s.quality,
+            "enable": dict(s.enable), "maxSteps": s.max_steps, "lengths": list(s.lengths) if s.lengths else None,
+            "deadline": s.deadline_ms, "seed": s.seed}
