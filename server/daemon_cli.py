@@ -1,15 +1,198 @@
-"""`infill daemon`: arguments and entry point (placeholder until the daemon lands)."""
+"""`infill daemon`: run the model daemon in the foreground, or ask a running one.
+
+    infill daemon                          # serve the default model on ws://127.0.0.1:8977 until Ctrl-C / SIGTERM
+    infill daemon --model DIR --port 9000 --max-batch 16
+    infill daemon status [--port P]        # the running daemon's status as JSON (exit 3 if none answers)
+    infill daemon stop [--port P]          # SIGTERM to the daemon named in the state file
+
+This module stays light (argparse only): every `infill` invocation builds all subparsers. websockets and
+torch are imported in `run`.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+
+DEFAULT_PORT = 8977  # = server.daemon.DEFAULT_PORT, repeated so that --help imports nothing heavy
+EXIT_NO_DAEMON = 3
+
+
+def _port(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number") from None
+    if not 0 <= n <= 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number (0-65535; 0 picks a free one)")
+    return n
+
+
+def _count(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} must be at least 1")
+    return n
+
+
+def _milliseconds(value: str) -> float:
+    try:
+        ms = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of milliseconds") from None
+    if not 0 <= ms <= 10_000:
+        raise argparse.ArgumentTypeError(f"{value!r} must be between 0 and 10000 ms")
+    return ms
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    pass
+    from infill.cli import add_model_arguments
+
+    p.add_argument("action", nargs="?", choices=("run", "status", "stop"), default="run",
+                   help="run (default): serve in the foreground; status: print a running daemon's status as JSON; "
+                        "stop: send SIGTERM to the running daemon")
+    net = p.add_argument_group("network")
+    net.add_argument("--host", help="bind this address instead of 127.0.0.1; a non-loopback address is reachable "
+                                    "by other machines, protected only by the token (a warning is printed)")
+    net.add_argument("--port", type=_port, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    batch = p.add_argument_group("batching")
+    batch.add_argument("--max-batch", type=_count, default=8, help="requests run together (default 8)")
+    batch.add_argument("--batch-window-ms", type=_milliseconds, default=5.0,
+                       help="wait this long after the oldest queued request for more to batch with it (default 5)")
+    batch.add_argument("--max-queue", type=_count, default=64,
+                       help="queued requests beyond this get an 'overloaded' error (default 64)")
+    batch.add_argument("--no-prompt-cache", action="store_true",
+                       help="clear the encoder caches before every batch (for cache benchmarks)")
+    add_model_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    from infill.errors import InfillError
+    if args.action == "status":
+        return run_status(args)
+    if args.action == "stop":
+        return run_stop(args)
+    return run_daemon(args)
 
-    raise InfillError("infill daemon is not built yet")
+
+def _address(args: argparse.Namespace) -> str:
+    host = args.host or "127.0.0.1"
+    if host in ("0.0.0.0", "::", ""):  # a wildcard bind is reached through loopback
+        host = "127.0.0.1"
+    return f"ws://[{host}]:{args.port}" if ":" in host else f"ws://{host}:{args.port}"
+
+
+def _no_daemon(message: str) -> int:
+    from infill.cli import fail
+
+    return fail(message, EXIT_NO_DAEMON)
+
+
+# -- infill daemon status / stop ------------------------------------------------------------------------------
+def run_status(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+
+    from .client import DaemonClient, DaemonError, DaemonUnavailable
+
+    async def ask() -> dict:
+        async with DaemonClient(_address(args)) as client:
+            return (await client.status()).to_dict()
+
+    try:
+        status = asyncio.run(ask())
+    except DaemonError as exc:  # nobody listening, or a daemon that refuses our token
+        hint = "; start one with `infill daemon`" if isinstance(exc, DaemonUnavailable) else ""
+        return _no_daemon(exc.message + hint)
+    print(json.dumps(status, indent=2))
+    return 0
+
+
+def run_stop(args: argparse.Namespace) -> int:
+    import os
+    import signal
+    import time
+
+    from . import auth
+
+    state = auth.read_state(args.port)
+    if state is None or not auth.pid_alive(state.get("pid")):
+        if state is not None:
+            auth.remove_state(args.port)
+        return _no_daemon(f"no daemon is running on port {args.port} (no live state file in {auth.runtime_dir()})")
+    pid = state["pid"]
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while auth.pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if auth.pid_alive(pid):
+        return _no_daemon(f"daemon {pid} did not stop within 30 s; `kill -9 {pid}` ends it")
+    print(f"stopped the daemon on port {args.port} (pid {pid})")
+    return 0
+
+
+# -- infill daemon (run) --------------------------------------------------------------------------------------
+def run_daemon(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from . import auth
+    from .daemon import is_loopback
+
+    auth.load_or_create_token()  # an unsafe token file stops us before the model loads
+    host = args.host or "127.0.0.1"
+    if not is_loopback(host):
+        print(f"infill daemon: warning: binding {host}: other machines can reach the daemon; only the token in "
+              f"{auth.token_path()} protects it", file=sys.stderr)
+    return asyncio.run(_serve(args, host))
+
+
+async def _serve(args: argparse.Namespace, host: str) -> int:
+    import asyncio
+    import logging
+    import signal
+
+    from infill.cli import load_engine, load_options, quiet_transformers
+    from infill.engine import default_model
+
+    from .auth import token_path
+    from .daemon import Daemon, DaemonConfig
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(name)s: %(message)s")
+    if not args.verbose:  # not a line per connection
+        logging.getLogger("websockets").setLevel(logging.WARNING)
+    quiet_transformers(args.verbose)
+    model = args.model or default_model()
+    config = DaemonConfig(host=host, port=args.port, allow_remote=args.host is not None, max_batch=args.max_batch,
+                          batch_window=args.batch_window_ms / 1000, max_queue=args.max_queue,
+                          prompt_cache=not args.no_prompt_cache, model=model)
+    daemon = Daemon(lambda: load_engine(model, load_options(args), verbose=args.verbose), config)
+    try:
+        await daemon.start()
+    except OSError as exc:
+        from infill.errors import InfillError
+
+        raise InfillError(f"cannot listen on {host}:{args.port}: {exc.strerror or exc} "
+                          "(another daemon? try `infill daemon status`)") from exc
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"infill daemon: listening on {daemon.address} (pid {os.getpid()}), loading {model}", file=sys.stderr)
+    ready = asyncio.ensure_future(daemon.ready())
+    await asyncio.wait([ready, asyncio.ensure_future(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+    if ready.done() and ready.exception() is not None:
+        await daemon.stop()
+        raise ready.exception()
+    if ready.done():
+        s = daemon.status()
+        print(f"infill daemon: ready: {s.model} on {s.device} ({s.dtype}); token in {token_path()}", file=sys.stderr)
+    await stop.wait()
+    await daemon.stop()
+    s = daemon.status()
+    print(f"infill daemon: stopped after {s.uptime_seconds:.0f} s ({s.served} served, {s.failed} failed)",
+          file=sys.stderr)
+    return 0

@@ -1,0 +1,278 @@
+"""An asyncio client of the model daemon, for the language server, the CLI and the tests.
+
+    client = await ensure_daemon()                   # connect, or start a daemon in the background and wait
+    result = await client.infill(InfillMessage(id="1", text=doc, cursor=120, stream=True), on_progress=show)
+    await client.close()
+
+Many requests may be in flight on one connection: a reader task matches replies to them by id. A request
+whose awaiting task is cancelled (asyncio) is cancelled in the daemon too. Failures are `DaemonError`s with
+the protocol's error code; a daemon that cannot be reached, or a connection that drops, is
+`DaemonUnavailable`. This module imports no torch: importing it is cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+
+from . import auth
+from .protocol import (
+    MAX_MESSAGE_BYTES,
+    CancelMessage,
+    ErrorCode,
+    ErrorMessage,
+    InfillMessage,
+    ProgressMessage,
+    ProtocolError,
+    ResultMessage,
+    StatusMessage,
+    StatusRequest,
+    parse_server,
+)
+
+log = logging.getLogger("infill.client")
+
+DEFAULT_ADDRESS = "ws://127.0.0.1:8977"
+UNAVAILABLE = "unavailable"  # DaemonUnavailable.code: not an ErrorCode, the daemon never sends it
+ROOT = Path(__file__).resolve().parents[1]  # the checkout holding infill/ and server/
+
+
+class DaemonError(Exception):
+    """The daemon answered a request with an error (`code` is one of protocol.ErrorCode)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code, self.message = code, message
+
+
+class DaemonUnavailable(DaemonError):
+    """Nobody answers at the address, or the connection dropped."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(UNAVAILABLE, message)
+
+
+class DaemonClient:
+    def __init__(self, address: str = DEFAULT_ADDRESS, token: str | None = None) -> None:
+        self.address = address
+        self.token = token  # None: read the token file when connecting
+        self._ws: ClientConnection | None = None
+        self._reader: asyncio.Task | None = None
+        self._pending: dict[str, tuple[asyncio.Future, Callable[[ProgressMessage], None] | None]] = {}
+        self._status_waiters: list[asyncio.Future] = []
+
+    @property
+    def connected(self) -> bool:
+        return self._ws is not None and self._reader is not None and not self._reader.done()
+
+    async def connect(self, timeout: float = 10) -> None:
+        token = self.token if self.token is not None else auth.read_token()
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        try:
+            self._ws = await connect(self.address, additional_headers=headers, max_size=MAX_MESSAGE_BYTES + 65536,
+                                     compression=None, open_timeout=timeout, proxy=None)
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            if status == 401:
+                raise DaemonError(ErrorCode.UNAUTHORIZED, f"the daemon at {self.address} refused the token "
+                                  f"{'from ' + str(auth.token_path()) if self.token is None else 'given'} (HTTP 401)"
+                                  ) from None
+            raise DaemonUnavailable(f"{self.address} answered HTTP {status}, not as the infill daemon") from None
+        except InvalidURI as exc:
+            raise DaemonError(ErrorCode.BAD_REQUEST, f"not a websocket address: {exc}") from None
+        except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed) as exc:
+            detail = (exc.strerror if isinstance(exc, OSError) else None) or str(exc) or type(exc).__name__
+            raise DaemonUnavailable(f"no daemon answers at {self.address} ({detail})") from None
+        self._reader = asyncio.create_task(self._read(self._ws), name="infill-client-reader")
+
+    async def close(self) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+        if self._reader is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        self._ws = self._reader = None
+
+    async def __aenter__(self) -> DaemonClient:
+        if not self.connected:
+            await self.connect()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    # -- requests --------------------------------------------------------------------------------------------
+    async def infill(self, msg: InfillMessage,
+                     on_progress: Callable[[ProgressMessage], None] | None = None) -> ResultMessage:
+        """Send one request and wait for its result; drafts go to `on_progress` (when msg.stream is set)."""
+        if msg.id in self._pending:
+            raise DaemonError(ErrorCode.BAD_REQUEST, f"request id {msg.id!r} is already in flight")
+        future = asyncio.get_running_loop().create_future()
+        self._pending[msg.id] = (future, on_progress)
+        try:
+            await self._send(msg.to_json())
+            return await future
+        except asyncio.CancelledError:  # the caller gave up: so does the daemon
+            if not future.done():
+                with contextlib.suppress(DaemonError):
+                    await asyncio.shield(self._send(CancelMessage(msg.id).to_json()))
+            raise
+        finally:
+            self._pending.pop(msg.id, None)
+
+    async def cancel(self, request_id: str) -> None:
+        """Ask the daemon to stop a request; its `infill` call then raises DaemonError("cancelled")."""
+        await self._send(CancelMessage(request_id).to_json())
+
+    async def status(self) -> StatusMessage:
+        future = asyncio.get_running_loop().create_future()
+        self._status_waiters.append(future)  # status replies come back in the order they were asked for
+        try:
+            await self._send(StatusRequest().to_json())
+            return await future
+        finally:
+            with contextlib.suppress(ValueError):
+                self._status_waiters.remove(future)
+
+    async def _send(self, data: str) -> None:
+        if not self.connected:
+            raise DaemonUnavailable(f"not connected to the daemon at {self.address}")
+        try:
+            await self._ws.send(data)
+        except ConnectionClosed as exc:
+            raise DaemonUnavailable(f"the connection to {self.address} closed ({exc})") from None
+
+    # -- the reader --------------------------------------------------------------------------------------------
+    async def _read(self, ws: ClientConnection) -> None:
+        reason = "the daemon closed the connection"
+        try:
+            async for frame in ws:
+                self._dispatch(frame)
+        except ConnectionClosed as exc:
+            reason = f"the connection to the daemon dropped ({exc})"
+        finally:
+            lost = DaemonUnavailable(reason)
+            for future, _ in self._pending.values():
+                if not future.done():
+                    future.set_exception(lost)
+            for future in self._status_waiters:
+                if not future.done():
+                    future.set_exception(lost)
+
+    def _dispatch(self, frame: str | bytes) -> None:
+        try:
+            msg = parse_server(frame)
+        except (ProtocolError, TypeError) as exc:
+            log.warning("ignoring a malformed message from the daemon: %s", exc)
+            return
+        if isinstance(msg, StatusMessage):
+            waiter = next((f for f in self._status_waiters if not f.done()), None)
+            if waiter is not None:
+                waiter.set_result(msg)
+            return
+        entry = self._pending.get(getattr(msg, "id", None) or "")
+        if entry is None:
+            if isinstance(msg, ErrorMessage):
+                log.warning("daemon error: %s: %s", msg.code, msg.message)
+            return  # a late draft or answer for a request already given up on
+        future, on_progress = entry
+        if future.done():
+            return
+        if isinstance(msg, ProgressMessage):
+            if on_progress is not None:
+                try:
+                    on_progress(msg)
+                except Exception:  # the caller's callback must not kill the reader
+                    log.exception("on_progress callback failed")
+        elif isinstance(msg, ResultMessage):
+            future.set_result(msg)
+        elif isinstance(msg, ErrorMessage):
+            future.set_exception(DaemonError(msg.code, msg.message))
+
+
+# -- starting a daemon on demand ------------------------------------------------------------------------------
+def _port(address: str) -> int:
+    parts = urlsplit(address)
+    return parts.port or 8977
+
+
+def _is_loopback_address(address: str) -> bool:
+    host = urlsplit(address).hostname or ""
+    if host == "localhost":
+        return True
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+async def _try_connect(address: str) -> DaemonClient | None:
+    client = DaemonClient(address)
+    try:
+        await client.connect(timeout=5)
+    except DaemonUnavailable:
+        return None
+    return client
+
+
+async def ensure_daemon(address: str = DEFAULT_ADDRESS, model: str | None = None, extra_args: Sequence[str] = (),
+                        timeout: float = 60) -> DaemonClient:
+    """A connected client: to the daemon at `address`, or to one started now (`python -m infill daemon --port P
+    [--model M] EXTRA_ARGS`, detached, its output in the log file next to the token). Waits up to `timeout`
+    seconds for it to answer; raises DaemonUnavailable with the log's last lines if it does not."""
+    if (client := await _try_connect(address)) is not None:
+        return client
+    if not _is_loopback_address(address):
+        raise DaemonUnavailable(f"no daemon answers at {address}, and daemons are only started on loopback "
+                                "(start one there by hand with `infill daemon --host ...`)")
+    port = _port(address)
+    state = auth.read_state(port)
+    if state is not None and not auth.pid_alive(state.get("pid")):
+        auth.remove_state(port)  # stale: that daemon died without cleaning up
+    log_file = auth.log_path(port)
+    log_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "infill", "daemon", "--port", str(port), *(["--model", model] if model else []),
+           *extra_args]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    with open(log_file, "ab") as out:
+        out.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n".encode())
+        out.flush()
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True, cwd=str(ROOT))
+    # Reap it when it exits, so that it does not linger as a zombie of this process.
+    threading.Thread(target=proc.wait, name=f"infill-daemon-{proc.pid}-reaper", daemon=True).start()
+    started = time.monotonic()
+    exited_at: float | None = None
+    while time.monotonic() - started < timeout:
+        await asyncio.sleep(0.2)
+        if (client := await _try_connect(address)) is not None:
+            return client
+        if exited_at is None and proc.poll() is not None:
+            exited_at = time.monotonic()  # maybe lost a race for the port to another daemon: look a bit longer
+        if exited_at is not None and time.monotonic() - exited_at > 2:
+            raise DaemonUnavailable(f"the daemon exited with status {proc.returncode}: {_tail(log_file)}")
+    raise DaemonUnavailable(f"the daemon started (pid {proc.pid}) did not answer within {timeout:g} s; "
+                            f"see {log_file}")
+
+
+def _tail(path: Path, lines: int = 5) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return f"(no log at {path})"
+    return " | ".join(text[-lines:])
