@@ -173,11 +173,13 @@ class DaemonBackend:
     """A websocket client of the model daemon, reconnecting when it goes away."""
 
     def __init__(self, address: str, model: str | None, notify: Notify, max_backoff: float = 5.0,
-                 start_timeout: float = 120.0) -> None:
+                 start_timeout: float = 120.0, connect_wait: float = 1.0) -> None:
         self.address, self.model = address, model
         self._notify = notify
         self._max_backoff = max_backoff
         self._start_timeout = start_timeout
+        self._connect_wait = connect_wait  # a request waits this long for a connection being made
+        self._up = asyncio.Event()
         self._client: Any = None  # server.client.DaemonClient
         self._connector: asyncio.Task | None = None
         self._wake = asyncio.Event()
@@ -199,6 +201,7 @@ class DaemonBackend:
         if address != self.address:
             self.address = address
             old, self._client = self._client, None
+            self._up.clear()
             if old is not None:
                 asyncio.get_running_loop().create_task(old.close())
             self._ensure_connector(first=True)
@@ -237,6 +240,7 @@ class DaemonBackend:
                 await client.close()
                 continue
             self._client = client
+            self._up.set()
             if said or not first:
                 self.reconnects += 1
             self._notify(logging.INFO, f"infill: connected to the model daemon at {address}")
@@ -256,6 +260,7 @@ class DaemonBackend:
         if self._client is not None:
             self._notify(logging.WARNING, f"infill: lost the model daemon at {self.address}: {why}; reconnecting")
             client, self._client = self._client, None
+            self._up.clear()
             asyncio.get_running_loop().create_task(_close_quietly(client))
         self._ensure_connector()
 
@@ -265,13 +270,13 @@ class DaemonBackend:
         client = self._client
         if client is None or not client.connected:
             self._lost("connection closed") if client is not None else self._ensure_connector()
-            raise Unavailable(f"no model daemon at {self.address}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._up.wait(), self._connect_wait)
+            client = self._client
+            if client is None or not client.connected:
+                raise Unavailable(f"no model daemon at {self.address}")
         try:
-            return await client.infill(msg)
-        except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(client.cancel(msg.id))
-            raise
+            return await client.infill(msg)  # cancelling this task cancels the request in the daemon too
         except DaemonUnavailable as exc:
             self._lost(str(exc))
             raise Unavailable(f"the model daemon went away: {exc}") from None

@@ -10,6 +10,7 @@ the tests and the latency benchmark.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -139,6 +140,9 @@ class Completer:
         self.counts["model_calls"] += 1
         try:
             return await self.backend.fill(msg)
+        except asyncio.CancelledError:  # $/cancelRequest: the backend has cancelled the model's work
+            self.counts["cancelled"] += 1
+            raise
         except FillError as exc:
             self._count_failure(exc)
             if raise_errors:

@@ -1,0 +1,528 @@
+"""The language server: its pieces in process (documents, settings, scheduling, type-through, the request pipeline
+over a scripted backend), then the real `infill lsp` over stdio with pytest-lsp, in `--embedded` mode and against
+a real model daemon on loopback, with the tiny random checkpoint (structure is asserted, never content).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from conftest import ROOT, cli_env
+from lsprotocol import types as T
+from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+
+from infill.document import LineIndex
+from server.backends import FillError, Unavailable
+from server.completions import Completer
+from server.documents import UTF8, UTF16, UTF32, Document, DocumentStore, line_index, to_offset, to_position
+from server.postprocess import Edit
+from server.protocol import ErrorCode, InfillMessage, ResultMessage
+from server.scheduling import Scheduler
+from server.settings import Settings
+from server.typethrough import TypeThrough
+
+on_module_loop = pytest.mark.asyncio(loop_scope="module")  # the tests that share one server per module
+
+# Small, deterministic model settings: each request is a few denoising steps of the tiny model.
+FAST = {"maxSteps": 2, "lengths": [8], "seed": 0, "debounce": 0, "quality": "fast", "deadline": 60000}
+SLOW = {"maxSteps": 1024, "lengths": [64], "deadline": 60000}  # runs for many seconds unless cancelled
+PY = "def add(a, b):\n    total = a + b\n    return total\n\n\ndef main():\n    print(add(1, 2))\n"
+
+
+# == in process ==================================================================================================
+def test_positions_in_every_encoding_and_clamped():
+    text = 'a = "😀é"; b\r\nz'
+    index = line_index(text)
+    assert index == LineIndex.of(text)
+    b = text.index("b")
+    assert to_position(index, b, UTF16) == T.Position(0, 11)  # the emoji is two UTF-16 units
+    assert to_position(index, b, UTF32) == T.Position(0, 10)
+    assert to_position(index, b, UTF8) == T.Position(0, 14)  # 4 bytes + 2 bytes
+    for enc in (UTF16, UTF32, UTF8):
+        assert to_offset(index, to_position(index, b, enc), enc) == b
+    assert to_offset(index, T.Position(0, 99)) == text.index("\r")  # past the end of the line
+    assert to_offset(index, T.Position(7, 0)) == len(text)  # past the end of the document
+
+
+def test_incremental_changes_with_mixed_line_endings_and_form_feeds():
+    store = DocumentStore()
+    store.open(T.TextDocumentItem(uri="u", language_id="python", version=1, text="a\r\nb\x0c\rc\nd"))
+    change = T.TextDocumentContentChangePartial(range=T.Range(T.Position(2, 0), T.Position(3, 1)), text="X")
+    doc = store.change(T.DidChangeTextDocumentParams(T.VersionedTextDocumentIdentifier(uri="u", version=2), [change]))
+    assert doc is not None and doc.text == "a\r\nb\x0c\rX" and doc.version == 2  # \x0c is not a line break in LSP
+
+
+def test_settings_merge_reports_bad_values_and_keeps_the_rest():
+    s, problems = Settings().merged({"infill": {"debounce": 80, "quality": "best", "enable": {"markdown": False},
+                                                "maxSteps": 4, "formattingOptions": {"tabSize": 2, "insertSpaces": True},
+                                                "colour": 1}})
+    assert s.debounce_ms == 80 and s.max_steps == 4 and s.quality == "balanced"
+    assert not s.enabled("markdown") and s.enabled("python")
+    assert s.formatting is not None and s.formatting.tab_size == 2
+    assert len(problems) == 2 and any("quality" in p for p in problems) and any("colour" in p for p in problems)
+
+
+def test_typethrough_serves_the_rest_while_the_user_types_the_suggestion():
+    tt = TypeThrough()
+    text = "x = f(\n"
+    tt.remember("u", text, 6, Edit("abc)", 6, 6))
+    assert tt.lookup("u", "x = f(a\n", 7) == Edit("bc)", 7, 7)
+    assert tt.lookup("u", "x = f(ab\n", 8) == Edit("c)", 8, 8)
+    assert tt.lookup("u", text, 6) == Edit("abc)", 6, 6)  # asked again, nothing typed
+    assert tt.lookup("u", "x = f(q\n", 7) is None  # typed something else
+    assert tt.lookup("u", "y = f(a\n", 7) is None  # the prefix changed
+    assert tt.lookup("u", "x = f(a\n\n", 7) is None  # the suffix changed
+    assert (tt.hits, tt.misses) == (3, 3)
+
+
+def test_typethrough_keeps_the_swallowed_closer():
+    tt = TypeThrough()
+    tt.remember("u", "f()", 2, Edit("ab)", 2, 3))
+    assert tt.lookup("u", "f(a)", 3) == Edit("b)", 3, 4)
+    assert tt.lookup("u", "f(ab)", 4) is None  # only the closer is left
+
+
+async def test_scheduler_supersedes_and_cancels():
+    cancelled: list[str] = []
+
+    async def cancel(rid: str) -> None:
+        cancelled.append(rid)
+
+    s = Scheduler(cancel)
+    first = s.ticket("u")
+    second = s.ticket("u")
+    assert not await s.debounce(first, 0) and await s.debounce(second, 0)
+    s.start("u", "a", supersedable=False)
+    s.start("u", "b", supersedable=True)
+    s.start("u", "c", supersedable=True)  # a newer completion cancels the older completion only
+    await asyncio.sleep(0)
+    assert cancelled == ["b"] and s.running("u") == ["a", "c"]
+    s.document_changed("u")  # an edit cancels everything
+    await asyncio.sleep(0)
+    assert sorted(cancelled) == ["a", "b", "c"] and s.running("u") == []
+
+
+class ScriptedBackend:
+    """Answers every request with `middle` after `delay` seconds, unless cancelled first."""
+
+    description = "scripted"
+
+    def __init__(self, middle: str = "b)", delay: float = 0.0, down: bool = False) -> None:
+        self.middle, self.delay, self.down = middle, delay, down
+        self.calls: list[InfillMessage] = []
+        self.cancelled: list[str] = []
+        self._events: dict[str, asyncio.Event] = {}
+
+    async def fill(self, msg: InfillMessage) -> ResultMessage:
+        self.calls.append(msg)
+        if self.down:
+            raise Unavailable("no daemon")
+        ev = self._events[msg.id] = asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ev.wait(), self.delay)
+        if ev.is_set():
+            raise FillError(ErrorCode.CANCELLED, "cancelled")
+        at = msg.cursor if msg.cursor is not None else msg.range[0]
+        end = msg.cursor if msg.cursor is not None else msg.range[1]
+        return ResultMessage(id=msg.id, text=self.middle, start=at, end=end, syntax_ok=True)
+
+    async def cancel(self, request_id: str) -> None:
+        self.cancelled.append(request_id)
+        if request_id in self._events:
+            self._events[request_id].set()
+
+    async def status(self) -> dict[str, Any]:
+        return {}
+
+
+def scripted(backend: ScriptedBackend, text: str = "x = f(a)\n", **settings: Any) -> tuple[Completer, Document]:
+    s, problems = Settings().merged(settings)
+    assert not problems
+    return Completer(backend, lambda: s), Document("file:///t.py", "python", 1, text)
+
+
+async def test_completer_debounce_makes_one_model_call_per_burst():
+    backend = ScriptedBackend()
+    completer, doc = scripted(backend, debounce=50)
+    first = asyncio.ensure_future(completer.at_cursor(doc, 7))
+    await asyncio.sleep(0.01)
+    second = await completer.at_cursor(doc, 7)
+    assert await first is None
+    assert second == Edit("b)", 7, 8)  # swallows the auto-closed `)`
+    assert len(backend.calls) == 1 and completer.stats()["superseded"] == 1
+
+
+async def test_completer_edit_cancels_the_running_request():
+    backend = ScriptedBackend(delay=5)
+    completer, doc = scripted(backend, debounce=0)
+    task = asyncio.ensure_future(completer.at_cursor(doc, 7))
+    await asyncio.sleep(0.05)
+    doc.text, doc.version = "x = f(ab)\n", 2
+    completer.changed(doc.uri)
+    assert await asyncio.wait_for(task, 1) is None
+    assert backend.cancelled == [backend.calls[0].id] and completer.stats()["cancelled"] == 1
+
+
+async def test_completer_type_through_makes_no_model_call():
+    backend = ScriptedBackend(middle="bcd)")
+    completer, doc = scripted(backend, debounce=0)
+    assert await completer.at_cursor(doc, 7) == Edit("bcd)", 7, 8)
+    doc.text, doc.version = "x = f(ab)\n", 2
+    completer.changed(doc.uri)
+    assert await completer.at_cursor(doc, 8) == Edit("cd)", 8, 9)
+    assert len(backend.calls) == 1 and completer.stats()["typethrough_hits"] == 1
+
+
+async def test_completer_is_empty_when_the_model_is_away_or_the_language_is_off():
+    completer, doc = scripted(ScriptedBackend(down=True), debounce=0)
+    assert await completer.at_cursor(doc, 7) is None and completer.stats()["unavailable"] == 1
+    backend = ScriptedBackend()
+    completer, doc = scripted(backend, debounce=0, enable={"python": False})
+    assert await completer.at_cursor(doc, 7) is None and not backend.calls
+
+
+# == over stdio ==================================================================================================
+async def start_server(args: list[str], env: dict[str, str], options: dict[str, Any],
+                       caps: str = "visual-studio-code") -> LanguageClient:
+    config = ClientServerConfig(server_command=[sys.executable, "-m", "infill", "lsp", *args], server_env=env)
+    client = await config.start()
+    client.applied_edits = []  # type: ignore[attr-defined]
+
+    @client.feature(T.WORKSPACE_APPLY_EDIT)
+    def apply_edit(params: T.ApplyWorkspaceEditParams) -> T.ApplyWorkspaceEditResult:
+        client.applied_edits.append(params)  # type: ignore[attr-defined]
+        return T.ApplyWorkspaceEditResult(applied=True)
+
+    client.init_result = await client.initialize_session(  # type: ignore[attr-defined]
+        T.InitializeParams(capabilities=client_capabilities(caps), initialization_options=options))
+    return client
+
+
+async def stop_server(client: LanguageClient) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(client.shutdown_session(), 15)
+    await client.stop()
+
+
+def open_doc(client: LanguageClient, name: str, text: str, language: str = "python") -> str:
+    uri = f"file:///tmp/infill-lsp-test/{name}"
+    client.text_document_did_open(T.DidOpenTextDocumentParams(T.TextDocumentItem(uri, language, 1, text)))
+    return uri
+
+
+async def inline(client: LanguageClient, uri: str, pos: T.Position, invoked: bool = True) -> T.InlineCompletionList:
+    kind = T.InlineCompletionTriggerKind.Invoked if invoked else T.InlineCompletionTriggerKind.Automatic
+    return await client.text_document_inline_completion_async(T.InlineCompletionParams(
+        context=T.InlineCompletionContext(trigger_kind=kind), text_document=T.TextDocumentIdentifier(uri),
+        position=pos))
+
+
+async def status(client: LanguageClient) -> Any:
+    return await client.protocol.send_request_async("infill/status", {})
+
+
+async def untyped_request(client: LanguageClient, method: str, params: Any) -> Any:
+    """A request whose answer is not run through lsprotocol's converter, which reads any code action that carries
+    a `command` as a bare Command (mangling it) instead of looking at the type of that field."""
+    future = client.protocol.send_request(method, params)
+    msg_id = next(k for k, f in client.protocol._request_futures.items() if f is future)
+    client.protocol._result_types.pop(msg_id, None)
+    return await asyncio.wrap_future(future)
+
+
+def configure(client: LanguageClient, settings: dict[str, Any]) -> None:
+    client.workspace_did_change_configuration(T.DidChangeConfigurationParams(settings={"infill": settings}))
+
+
+def end_of(text: str, needle: str) -> T.Position:
+    """The LSP (UTF-16) position right after the first `needle` in `text`."""
+    line, char = LineIndex.of(text).position_utf16(text.index(needle) + len(needle))
+    return T.Position(line, char)
+
+
+def assert_item_at(result: T.InlineCompletionList, pos: T.Position) -> T.InlineCompletionItem:
+    assert len(result.items) == 1
+    item = result.items[0]
+    assert isinstance(item.insert_text, str) and item.insert_text.strip()
+    assert item.range is not None and item.range.start == pos and item.range.end.line == pos.line
+    return item
+
+
+async def wait_running(client: LanguageClient, calls_before: int, timeout: float = 20) -> None:
+    """Until the server has sent one more request to the model."""
+    deadline = time.monotonic() + timeout
+    while (await status(client)).model_calls <= calls_before:
+        assert time.monotonic() < deadline, "the request never reached the model"
+        await asyncio.sleep(0.05)
+
+
+# -- embedded ------------------------------------------------------------------------------------------------
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def embedded(tiny_model_dir):
+    client = await start_server(["--embedded", "--device", "cpu", "--threads", "1"], cli_env(tiny_model_dir), FAST)
+    yield client
+    await stop_server(client)
+
+
+@on_module_loop
+async def test_capabilities_are_advertised(embedded):
+    caps = embedded.init_result.capabilities
+    assert caps.inline_completion_provider is not None
+    assert caps.completion_provider is not None
+    assert caps.code_action_provider.resolve_provider
+    assert "infill.fillRange" in caps.execute_command_provider.commands
+    assert caps.position_encoding == UTF16
+
+
+@on_module_loop
+async def test_inline_completion_fits_the_document(embedded):
+    uri = open_doc(embedded, "inline.py", PY)
+    pos = end_of(PY, "total = ")
+    item = assert_item_at(await inline(embedded, uri, pos), pos)
+    assert item.range.end.character - pos.character <= len(" a + b")  # swallows at most the rest of the line
+
+
+@on_module_loop
+async def test_utf16_positions_after_an_emoji_and_the_completion_item(embedded):
+    text = 's = "😀😀"; abcdef = 1\n'
+    uri = open_doc(embedded, "emoji.py", text)
+    pos = end_of(text, "abc")
+    assert pos.character == text.index("abc") + 2 + 3  # two emoji, two UTF-16 units each
+    assert_item_at(await inline(embedded, uri, pos), pos)
+    result = await embedded.text_document_completion_async(T.CompletionParams(
+        T.TextDocumentIdentifier(uri), pos, T.CompletionContext(T.CompletionTriggerKind.Invoked)))
+    assert result.is_incomplete and len(result.items) == 1
+    edit = result.items[0].text_edit
+    # the word before the cursor is exactly "abc": the UTF-16 column mapped to the right code point
+    assert edit.new_text.startswith("abc") and not edit.new_text.startswith("abcd")
+    assert edit.range.start == T.Position(0, pos.character - 3) and edit.range.start.line == edit.range.end.line
+    assert result.items[0].filter_text.startswith("abc")
+
+
+@on_module_loop
+async def test_code_actions_resolve_to_an_edit_over_the_block_and_the_selection(embedded):
+    from infill.spans import block_at
+
+    uri = open_doc(embedded, "actions.py", PY)
+    index = LineIndex.of(PY)
+    sel = T.Range(end_of(PY, "    "), end_of(PY, "    total"))  # the word `total` on line 2
+    actions = await embedded.text_document_code_action_async(T.CodeActionParams(
+        T.TextDocumentIdentifier(uri), sel, T.CodeActionContext(diagnostics=[])))
+    by_kind = {a.kind: a for a in actions}
+    assert set(by_kind) == {T.CodeActionKind.QuickFix, T.CodeActionKind.RefactorRewrite}
+    assert all(a.edit is None for a in actions)  # listing actions runs no model
+    lo, hi = block_at(PY, "python", PY.index("total"), PY.index("total") + 5)
+    expected = {T.CodeActionKind.QuickFix: T.Range(T.Position(*index.position_utf16(lo)),
+                                                   T.Position(*index.position_utf16(hi))),
+                T.CodeActionKind.RefactorRewrite: sel}
+    for kind, action in by_kind.items():
+        resolved = await embedded.code_action_resolve_async(action)
+        edits = resolved.edit.document_changes[0].edits
+        assert resolved.edit.document_changes[0].text_document.version == 1
+        assert len(edits) == 1 and edits[0].range == expected[kind]
+
+
+@on_module_loop
+async def test_fill_range_command_applies_the_edit(embedded):
+    uri = open_doc(embedded, "command.py", PY)
+    rng = {"start": {"line": 1, "character": 4}, "end": {"line": 1, "character": 17}}
+    before = len(embedded.applied_edits)
+    summary = await embedded.workspace_execute_command_async(T.ExecuteCommandParams(
+        command="infill.fillRange", arguments=[uri, rng]))
+    assert summary["applied"] is True and summary["range"] == rng
+    edit = embedded.applied_edits[before].edit.document_changes[0].edits[0]
+    assert (edit.range.start.line, edit.range.start.character, edit.range.end.character) == (1, 4, 17)
+    assert edit.new_text == summary["text"]
+
+
+@on_module_loop
+async def test_type_through_serves_the_rest_without_a_model_call(embedded):
+    text = "def f(x):\n    y = \n"
+    uri = open_doc(embedded, "typing.py", text)
+    pos = end_of(text, "y = ")
+    item = assert_item_at(await inline(embedded, uri, pos), pos)
+    suggestion = item.insert_text
+    if len(suggestion) < 2:
+        pytest.skip(f"the random model suggested {suggestion!r}: too short to type through")
+    calls = (await status(embedded)).model_calls
+    typed = suggestion[0]
+    embedded.text_document_did_change(T.DidChangeTextDocumentParams(
+        T.VersionedTextDocumentIdentifier(uri=uri, version=2),
+        [T.TextDocumentContentChangePartial(range=T.Range(pos, pos), text=typed)]))
+    new_text = text[:text.index("y = ") + 4] + typed + text[text.index("y = ") + 4:]
+    new_pos = end_of(new_text, "y = " + typed)
+    again = await inline(embedded, uri, new_pos, invoked=False)
+    assert assert_item_at(again, new_pos).insert_text == suggestion[1:]
+    after = await status(embedded)
+    assert after.model_calls == calls and after.typethrough_hits >= 1
+
+
+@on_module_loop
+async def test_settings_change_and_did_change_cancels_work_in_flight(embedded):
+    uri = open_doc(embedded, "cancel.py", PY)
+    configure(embedded, SLOW)
+    try:
+        before = await status(embedded)
+        assert before.settings.maxSteps == 1024  # didChangeConfiguration applied
+        pos = end_of(PY, "total = ")
+        started = time.monotonic()
+        task = asyncio.ensure_future(inline(embedded, uri, pos))
+        await wait_running(embedded, before.model_calls)
+        embedded.text_document_did_change(T.DidChangeTextDocumentParams(
+            T.VersionedTextDocumentIdentifier(uri=uri, version=2),
+            [T.TextDocumentContentChangePartial(range=T.Range(pos, pos), text="a")]))
+        assert (await asyncio.wait_for(task, 20)).items == ()
+        after = await status(embedded)
+        assert after.cancelled_running == before.cancelled_running + 1 and after.cancelled >= 1
+        assert time.monotonic() - started < 15
+
+        # $/cancelRequest: pygls cancels the handler's task, which cancels the engine's work
+        before = after
+        pos2 = T.Position(pos.line, pos.character + 1)
+        future = embedded.protocol.send_request(T.TEXT_DOCUMENT_INLINE_COMPLETION, T.InlineCompletionParams(
+            context=T.InlineCompletionContext(trigger_kind=T.InlineCompletionTriggerKind.Invoked),
+            text_document=T.TextDocumentIdentifier(uri), position=pos2))
+        msg_id = next(k for k, f in embedded.protocol._request_futures.items() if f is future)
+        await wait_running(embedded, before.model_calls)
+        embedded.protocol.notify(T.CANCEL_REQUEST, T.CancelParams(id=msg_id))
+        with pytest.raises(Exception, match="cancel"):
+            await asyncio.wait_for(asyncio.wrap_future(future), 20)
+        await asyncio.sleep(0.2)
+        assert (await status(embedded)).cancelled > before.cancelled
+    finally:
+        configure(embedded, FAST)
+    # the engine's one worker thread is free again: the 1024-step runs did stop
+    started = time.monotonic()
+    assert_item_at(await inline(embedded, uri, T.Position(0, 4)), T.Position(0, 4))
+    assert time.monotonic() - started < 10
+
+
+@on_module_loop
+async def test_a_disabled_language_gets_no_model_call(embedded):
+    configure(embedded, {"enable": {"markdown": False}})
+    try:
+        uri = open_doc(embedded, "notes.md", "# Notes\n\nSome ", language="markdown")
+        calls = (await status(embedded)).model_calls
+        assert (await inline(embedded, uri, T.Position(2, 5))).items == ()
+        assert (await status(embedded)).model_calls == calls
+    finally:
+        configure(embedded, {"enable": {}})
+
+
+# -- against a real daemon ------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_daemon(env: dict[str, str], port: int, model: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "infill", "daemon", "--port", str(port), "--model", model,
+                             "--device", "cpu", "--threads", "1"], env=env, cwd=ROOT, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+async def wait_daemon(env: dict[str, str], address: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+    from server.client import DaemonClient, DaemonUnavailable
+
+    old = os.environ.get("XDG_RUNTIME_DIR")
+    os.environ["XDG_RUNTIME_DIR"] = env["XDG_RUNTIME_DIR"]  # the token file the daemon wrote
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            assert proc.poll() is None, f"the daemon exited: {proc.stderr.read().decode()[-2000:]}"
+            try:
+                client = DaemonClient(address)
+                await client.connect(timeout=2)
+                await client.close()
+                return
+            except DaemonUnavailable:
+                assert time.monotonic() < deadline, "the daemon did not come up"
+                await asyncio.sleep(0.2)
+    finally:
+        if old is None:
+            os.environ.pop("XDG_RUNTIME_DIR", None)
+        else:
+            os.environ["XDG_RUNTIME_DIR"] = old
+
+
+def kill(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def daemon_setup(tiny_model_dir, tmp_path_factory):
+    pytest.importorskip("server.daemon")
+    env = cli_env(tiny_model_dir)
+    env["XDG_RUNTIME_DIR"] = str(tmp_path_factory.mktemp("runtime"))
+    port = free_port()
+    address = f"ws://127.0.0.1:{port}"
+    procs = [start_daemon(env, port, str(tiny_model_dir))]
+    await wait_daemon(env, address, procs[0])
+    # Emacs 29: prefers UTF-32 positions and cannot resolve code actions (it gets commands instead).
+    client = await start_server(["--daemon", address], env, FAST, caps="emacs")
+    deadline = time.monotonic() + 20
+    while not (await status(client)).backend.connected:
+        assert time.monotonic() < deadline, "the language server did not connect to the daemon"
+        await asyncio.sleep(0.1)
+    yield {"client": client, "env": env, "port": port, "address": address, "procs": procs,
+           "model": str(tiny_model_dir)}
+    await stop_server(client)
+    for proc in procs:
+        kill(proc)
+
+
+@on_module_loop
+async def test_daemon_mode_completes_and_offers_commands(daemon_setup):
+    client = daemon_setup["client"]
+    assert client.init_result.capabilities.position_encoding == UTF32
+    text = 's = "😀"; total = \n'
+    uri = open_doc(client, "daemon.py", text)
+    pos = T.Position(0, text.index("total = ") + len("total = "))  # UTF-32: code points
+    assert_item_at(await inline(client, uri, pos), pos)
+    actions = await untyped_request(client, T.TEXT_DOCUMENT_CODE_ACTION, T.CodeActionParams(
+        T.TextDocumentIdentifier(uri), T.Range(pos, pos), T.CodeActionContext(diagnostics=[])))
+    assert actions and all(a["command"]["command"] == "infill.fillRange" and a["kind"] and "edit" not in a
+                           for a in actions)
+    stat = await status(client)
+    assert stat.backend.connected and stat.backend.backend == "daemon"
+
+
+@on_module_loop
+async def test_daemon_killed_mid_request_then_back(daemon_setup):
+    client, env, procs = daemon_setup["client"], daemon_setup["env"], daemon_setup["procs"]
+    uri = open_doc(client, "restart.py", PY)
+    pos = T.Position(1, len("    total = "))
+    configure(client, SLOW)
+    before = await status(client)
+    task = asyncio.ensure_future(inline(client, uri, pos))
+    await wait_running(client, before.model_calls)
+    await asyncio.sleep(0.3)
+    kill(procs[-1])
+    result = await asyncio.wait_for(task, 20)  # an empty list, not an error
+    assert result.items == ()
+    configure(client, FAST)
+    assert (await inline(client, uri, pos)).items == ()  # still down: empty at once
+
+    procs.append(start_daemon(env, daemon_setup["port"], daemon_setup["model"]))
+    await wait_daemon(env, daemon_setup["address"], procs[-1])
+    deadline = time.monotonic() + 30
+    while not (result := await inline(client, uri, pos)).items:
+        assert time.monotonic() < deadline, "the language server did not reconnect"
+        await asyncio.sleep(0.3)
+    assert_item_at(result, pos)
+    stat = await status(client)
+    assert stat.backend.connected and stat.backend.reconnects >= 1
+    assert any("lost the model daemon" in m.message for m in client.log_messages)
