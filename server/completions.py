@@ -57,6 +57,7 @@ class Completer:
         self.scheduler = Scheduler(lambda rid: self.backend.cancel(rid))
         self.typethrough = TypeThrough()
         self.counts: Counter[str] = Counter()
+        self.model_seconds = 0.0  # engine time (queueing included) of the answered model requests
 
     # -- at a cursor -----------------------------------------------------------------------------------------
     async def at_cursor(self, doc: Document, cursor: int, invoked: bool = False) -> Edit | None:
@@ -139,7 +140,9 @@ class Completer:
         self.scheduler.start(doc.uri, msg.id, supersedable)
         self.counts["model_calls"] += 1
         try:
-            return await self.backend.fill(msg)
+            result = await self.backend.fill(msg)
+            self.model_seconds += result.seconds + result.queued_seconds
+            return result
         except asyncio.CancelledError:  # $/cancelRequest: the backend has cancelled the model's work
             self.counts["cancelled"] += 1
             raise
@@ -170,4 +173,4 @@ class Completer:
         tt = self.typethrough
         return {**self.counts, "typethrough_hits": tt.hits, "typethrough_misses": tt.misses,
                 "typethrough_rate": tt.rate, "superseded": self.scheduler.superseded,
-                "cancelled_running": self.scheduler.cancelled}
+                "cancelled_running": self.scheduler.cancelled, "model_seconds": round(self.model_seconds, 4)}
