@@ -173,8 +173,9 @@ class DaemonBackend:
     """A websocket client of the model daemon, reconnecting when it goes away."""
 
     def __init__(self, address: str, model: str | None, notify: Notify, max_backoff: float = 5.0,
-                 start_timeout: float = 120.0, connect_wait: float = 1.0) -> None:
+                 start_timeout: float = 120.0, connect_wait: float = 1.0, extra_args: tuple[str, ...] = ()) -> None:
         self.address, self.model = address, model
+        self._extra_args = extra_args  # for a daemon this server starts: --device, --threads, ...
         self._notify = notify
         self._max_backoff = max_backoff
         self._start_timeout = start_timeout
@@ -221,7 +222,8 @@ class DaemonBackend:
             address = self.address
             try:
                 if first:  # at startup: start a daemon when none is running
-                    client = await ensure_daemon(address, model=self.model, timeout=self._start_timeout)
+                    client = await ensure_daemon(address, model=self.model, extra_args=self._extra_args,
+                                                 timeout=self._start_timeout)
                 else:  # after it went away: wait for it to come back
                     client = DaemonClient(address)
                     await client.connect()

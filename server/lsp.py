@@ -18,8 +18,10 @@ encoding). Completions are never errors: anything that goes wrong is an empty li
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from lsprotocol import types
@@ -107,6 +109,10 @@ class InfillServer(LanguageServer):
         else:
             loop.call_soon_threadsafe(self.window_log_message, params)
 
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        """Errors outside a request go to the log, never to an error popup."""
+        self.notify(logging.ERROR, f"infill: internal error ({getattr(source, '__name__', source)}): {error}")
+
     def apply_settings(self, raw: Any, source: str) -> None:
         new, problems = self.settings.merged(raw)
         for problem in problems:
@@ -132,6 +138,24 @@ class InfillServer(LanguageServer):
         ca = self.client_capabilities.text_document and self.client_capabilities.text_document.code_action
         props = ca and ca.resolve_support and ca.resolve_support.properties
         return bool(props and "edit" in props and ca.data_support)
+
+
+def never_fails(empty: Callable[[], Any]):
+    """A completion handler that answers `empty()` instead of an error when something unexpected goes wrong."""
+
+    def wrap(handler):
+        @functools.wraps(handler)
+        async def safe(ls: InfillServer, params: Any) -> Any:
+            try:
+                return await handler(ls, params)
+            except Exception:
+                log.exception("%s failed", handler.__name__)
+                ls.notify(logging.ERROR, f"infill: {handler.__name__} failed; see the server log")
+                return empty()
+
+        return safe
+
+    return wrap
 
 
 def build_server(backend: Backend, settings: Settings) -> InfillServer:
@@ -162,6 +186,7 @@ def build_server(backend: Backend, settings: Settings) -> InfillServer:
             await pull_configuration(ls)  # "settings changed, come and get them"
 
     @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
+    @never_fails(lambda: types.InlineCompletionList(items=[]))
     async def inline_completion(ls: InfillServer, params: types.InlineCompletionParams) -> types.InlineCompletionList:
         doc = ls.documents.get(params.text_document.uri)
         if doc is None:
@@ -174,6 +199,7 @@ def build_server(backend: Backend, settings: Settings) -> InfillServer:
         return types.InlineCompletionList(items=[item])
 
     @server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions())
+    @never_fails(lambda: types.CompletionList(is_incomplete=True, items=[]))
     async def completion(ls: InfillServer, params: types.CompletionParams) -> types.CompletionList:
         doc = ls.documents.get(params.text_document.uri)
         empty = types.CompletionList(is_incomplete=True, items=[])

@@ -68,8 +68,20 @@ def run(args: argparse.Namespace) -> int:
         quiet_transformers(verbose)
         backend = EmbeddedBackend(settings.resolved_model, load_options(args), notify)
     else:
-        backend = DaemonBackend(settings.daemon, settings.resolved_model, notify)
+        backend = DaemonBackend(settings.daemon, settings.resolved_model, notify, extra_args=daemon_args(args))
     server = holder["server"] = build_server(backend, settings)
     logging.getLogger("infill.lsp").info("infill lsp: %s", backend.description)
     server.start_io(sys.stdin.buffer, protocol_out)
     return 0
+
+
+def daemon_args(args: argparse.Namespace) -> tuple[str, ...]:
+    """The model options given here, for a daemon this server has to start (`ensure_daemon`)."""
+    out: list[str] = []
+    for flag, value, default in (("--device", args.device, "auto"), ("--dtype", args.dtype, "auto"),
+                                 ("--quantize", args.quantize, None), ("--threads", args.threads, None)):
+        if value != default:
+            out += [flag, str(value)]
+    if args.trust_remote_code:
+        out.append("--trust-remote-code")
+    return tuple(out)
