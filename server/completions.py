@@ -171,6 +171,8 @@ class Completer:
 
     def stats(self) -> dict[str, Any]:
         tt = self.typethrough
-        return {**self.counts, "typethrough_hits": tt.hits, "typethrough_misses": tt.misses,
+        counted = ("completions", "items", "model_calls", "disabled", "stale", "filtered", "cancelled", "deadline",
+                   "unavailable", "errors")
+        return {**{k: self.counts[k] for k in counted}, **self.counts, "typethrough_hits": tt.hits, "typethrough_misses": tt.misses,
                 "typethrough_rate": tt.rate, "superseded": self.scheduler.superseded,
                 "cancelled_running": self.scheduler.cancelled, "model_seconds": round(self.model_seconds, 4)}

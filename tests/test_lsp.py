@@ -506,6 +506,17 @@ async def test_daemon_killed_mid_request_then_back(daemon_setup):
     uri = open_doc(client, "restart.py", PY)
     pos = T.Position(1, len("    total = "))
     configure(client, SLOW)
+    # an edit cancels the request in the daemon: it answers `cancelled` long before its 1024 steps
+    before = await status(client)
+    started = time.monotonic()
+    task = asyncio.ensure_future(inline(client, uri, pos))
+    await wait_running(client, before.model_calls)
+    client.text_document_did_change(T.DidChangeTextDocumentParams(
+        T.VersionedTextDocumentIdentifier(uri=uri, version=2),
+        [T.TextDocumentContentChangePartial(range=T.Range(T.Position(6, 0), T.Position(6, 0)), text="#")]))
+    assert (await asyncio.wait_for(task, 20)).items == ()
+    assert (await status(client)).cancelled == before.cancelled + 1 and time.monotonic() - started < 10
+
     before = await status(client)
     task = asyncio.ensure_future(inline(client, uri, pos))
     await wait_running(client, before.model_calls)
