@@ -33,6 +33,11 @@ from .syntax import language_for_path, normalize_language
 
 MODEL_ENV = "INFILL_MODEL"
 
+# What each quality preset allows beyond the sampler's own settings: (escalate to longer candidates, repair
+# rounds). "fast" is for completion while typing: one sampler run, no second chances.
+QUALITY_POLICY: dict[str, tuple[bool, int | None]] = {"fast": (False, 0), "balanced": (True, None),
+                                                     "thinking": (True, None)}
+
 
 @dataclass(frozen=True)
 class EngineConfig:
@@ -178,7 +183,8 @@ class Engine:
         state = self.backend.prefill(prompt)
         lengths = hole.lengths
         half = (len(lengths) + 1) // 2
-        groups = [lengths[:half], lengths[half:]] if self.config.escalate and len(lengths) > 1 else [lengths]
+        escalate = self.config.escalate and QUALITY_POLICY.get(req.quality, (True, None))[0]
+        groups = [lengths[:half], lengths[half:]] if escalate and len(lengths) > 1 else [lengths]
         return _Job(index=index, req=req, language=language, hole=hole, prompt=prompt, state=state,
                     groups=[g for g in groups if g], started=started, on_draft=on_draft, cancelled=cancelled,
                     passes=1 if state.computed_tokens or not state.reused_tokens else 0)  # a reused prompt is free
@@ -216,8 +222,10 @@ class Engine:
         """Choose among the candidates, repair the chosen one if it broke the syntax, report."""
         best = max(range(len(job.runs)), key=lambda r: _rank(job.runs[r]))
         chosen, repaired = job.runs[best], False
-        if not chosen.verdict.ok and self.config.constraints.repair_rounds:
-            chosen, extra, repaired = self._repair(chosen, job.state, job.req, job.hole)
+        rounds = QUALITY_POLICY.get(job.req.quality, (True, None))[1]
+        rounds = self.config.constraints.repair_rounds if rounds is None else rounds
+        if not chosen.verdict.ok and rounds:
+            chosen, extra, repaired = self._repair(chosen, job.state, job.req, job.hole, rounds)
             job.passes += extra
         hole = job.hole
         return InfillResult(
@@ -296,11 +304,12 @@ class Engine:
         best = min(range(len(variants)), key=lambda i: (verdicts[i].added, -i if not verdicts[0].ok else i))
         return variants[best], verdicts[best]
 
-    def _repair(self, run: _Run, state: PromptState, req: InfillRequest, hole: Hole) -> tuple[_Run, int, bool]:
+    def _repair(self, run: _Run, state: PromptState, req: InfillRequest, hole: Hole,
+                rounds: int) -> tuple[_Run, int, bool]:
         """Re-noise the tokens around the first added error, keep everything else, denoise again."""
         cfg = self.config.constraints
         passes = 0
-        for _ in range(cfg.repair_rounds):
+        for _ in range(rounds):
             if run.verdict.first_error is None or not run.ids:
                 break
             tok = self._token_at(run.ids, run.verdict.first_error)

@@ -84,3 +84,9 @@ def test_bad_requests_are_refused():
         fill(scripted("x"), cursor=len(TEXT) + 1)
     with pytest.raises(ValueError):
         InfillRequest(text="x", cursor=0, span=(0, 1))
+
+
+def test_fast_quality_runs_one_batch_and_no_repairs():
+    result = fill(scripted("x + (1", length=16), lengths=(8, 16), quality="fast")
+    assert [c.length for c in result.candidates] == [8, 16]  # all candidates in one run
+    assert not result.syntax_ok and result.forward_passes == 1 + result.steps  # no repair round

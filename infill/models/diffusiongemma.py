@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ModelLoadError
-from .base import CacheStats, LoadOptions, PromptState, resolve_device, resolve_dtype
+from .base import CacheStats, LoadOptions, PromptState, resolve_device, resolve_dtype, set_cpu_threads
 from .presets import RANDOM_INIT_MARKER
 from .tokenizer import HFTokenizer, special_ids
 
@@ -54,8 +54,7 @@ class DiffusionGemmaBackend:
 
         device = resolve_device(options.device)
         dtype = resolve_dtype(options.dtype, device)
-        if options.threads:
-            torch.set_num_threads(options.threads)
+        set_cpu_threads(options.threads, device)
         path = Path(model_id)
         local = path.is_dir()
         if not local and ("/" not in model_id or model_id.startswith((".", "/"))):
