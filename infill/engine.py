@@ -158,7 +158,9 @@ class Engine:
             except InfillError as exc:
                 results[i] = exc
         while active := [j for j in jobs if j.pending and j.error is None]:
-            self._run_round(active)
+            # a shared run has one sampler configuration: requests of one quality run together
+            for quality in dict.fromkeys(j.req.quality for j in active):
+                self._run_round([j for j in active if j.req.quality == quality])
         for job in jobs:
             try:
                 results[job.index] = job.error or self._finish(job)

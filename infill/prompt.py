@@ -62,6 +62,7 @@ class SpecialIds:
 class PromptConfig:
     max_prompt_tokens: int = 1024  # encoder budget for prefix + suffix; the code nearest the hole is kept
     suffix_share: float = 0.25  # share of the budget the suffix gets when both sides are long
+    cut_step: int = 64  # the prefix is cut in steps of this many tokens, so typing moves the cut rarely
     seam_tokens: int = 0  # suffix tokens clamped at the end of the canvas (0: open layout)
 
 
@@ -95,24 +96,33 @@ class CanvasLayout:
 
 
 def truncate_to_budget(
-    prefix_ids: list[int], suffix_ids: list[int], budget: int, suffix_share: float
+    prefix_ids: list[int], suffix_ids: list[int], budget: int, suffix_share: float, cut_step: int = 1
 ) -> tuple[list[int], list[int], bool]:
-    """Keep the tail of the prefix and the head of the suffix within `budget` tokens."""
+    """Keep the tail of the prefix and the head of the suffix within `budget` tokens.
+
+    The prefix loses whole multiples of `cut_step` tokens from its start: while the user types at the cursor
+    the kept prefix keeps its first token for `cut_step` tokens of typing, so the encoder cache stays valid
+    (a cut that moved with every token would re-encode the whole prefix on every keystroke).
+    """
     if len(prefix_ids) + len(suffix_ids) <= budget:
         return prefix_ids, suffix_ids, False
     suffix_budget = max(int(budget * suffix_share), budget - len(prefix_ids))
     suffix_keep = min(len(suffix_ids), suffix_budget)
-    prefix_keep = min(len(prefix_ids), budget - suffix_keep)
-    return prefix_ids[len(prefix_ids) - prefix_keep :], suffix_ids[:suffix_keep], True
+    overflow = max(0, len(prefix_ids) - (budget - suffix_keep))  # tokens the prefix must lose
+    drop = -(-overflow // cut_step) * cut_step  # rounded up to a whole step
+    return prefix_ids[drop:], suffix_ids[:suffix_keep], True
 
 
 def _line_aligned(text: str, keep_tail: bool, max_chars: int) -> str:
-    """Cut text to about max_chars at a line boundary, so the kept tokens do not shift while typing."""
+    """Cut text to at most max_chars at a line boundary. The tail is cut in steps of a quarter of
+    max_chars, so that typing at the end moves the cut (and invalidates the encoder cache) rarely."""
     if len(text) <= max_chars:
         return text
     if keep_tail:
-        cut = text.find("\n", len(text) - max_chars)
-        return text[cut + 1 :] if cut >= 0 else text[len(text) - max_chars :]
+        step = max(1, max_chars // 4)
+        drop = -(-(len(text) - max_chars) // step) * step
+        cut = text.find("\n", drop)
+        return text[cut + 1 :] if cut >= 0 else text[drop:]
     cut = text.rfind("\n", 0, max_chars)
     return text[: cut + 1] if cut > 0 else text[:max_chars]
 
@@ -121,7 +131,8 @@ def encode_fim(tok: TextTokenizer, ids: SpecialIds, prefix: str, suffix: str, cf
     # Characters are cut before tokenizing (cheap for big files); ~1 token per 2 characters is a safe upper bound.
     prefix = _line_aligned(prefix, keep_tail=True, max_chars=cfg.max_prompt_tokens * 6)
     suffix = _line_aligned(suffix, keep_tail=False, max_chars=cfg.max_prompt_tokens * 6)
-    p, s, truncated = truncate_to_budget(tok.encode(prefix), tok.encode(suffix), cfg.max_prompt_tokens, cfg.suffix_share)
+    p, s, truncated = truncate_to_budget(tok.encode(prefix), tok.encode(suffix), cfg.max_prompt_tokens, cfg.suffix_share,
+                                       cfg.cut_step)
     assert ids.bos is not None and ids.fim_prefix is not None and ids.fim_suffix is not None
     assert ids.fim_middle is not None
     encoder = (ids.bos, ids.fim_suffix, *s, ids.fim_prefix, *p, ids.fim_middle)
@@ -139,7 +150,8 @@ def encode_chat(
     template: Callable[[str], list[int]] | None = None,
 ) -> EncodedPrompt:
     """Instruction prompt for chat checkpoints; `template` applies the checkpoint's chat template."""
-    p, s, truncated = truncate_to_budget(tok.encode(prefix), tok.encode(suffix), cfg.max_prompt_tokens, cfg.suffix_share)
+    p, s, truncated = truncate_to_budget(tok.encode(prefix), tok.encode(suffix), cfg.max_prompt_tokens, cfg.suffix_share,
+                                       cfg.cut_step)
     body = CHAT_INSTRUCTION + tok.decode(p) + "<HOLE>" + tok.decode(s)
     encoder = template(body) if template else ([ids.bos] if ids.bos is not None else []) + tok.encode(body)
     return EncodedPrompt(tuple(encoder), tuple(p), tuple(s), tuple(s[: cfg.seam_tokens]), truncated)
@@ -147,7 +159,8 @@ def encode_chat(
 
 def encode_masked(tok: TextTokenizer, ids: SpecialIds, prefix: str, suffix: str, cfg: PromptConfig) -> EncodedPrompt:
     """Prefix and suffix stay apart: a masked-diffusion backend lays out prefix + canvas + suffix itself."""
-    p, s, truncated = truncate_to_budget(tok.encode(prefix), tok.encode(suffix), cfg.max_prompt_tokens, cfg.suffix_share)
+    p, s, truncated = truncate_to_budget(tok.encode(prefix), tok.encode(suffix), cfg.max_prompt_tokens, cfg.suffix_share,
+                                       cfg.cut_step)
     bos = (ids.bos,) if ids.bos is not None else ()
     return EncodedPrompt((), bos + tuple(p), tuple(s), tuple(s[: cfg.seam_tokens]), truncated)
 

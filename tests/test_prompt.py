@@ -53,3 +53,20 @@ def test_layouts_share_one_canvas_length():
 def test_training_canvas_matches_the_inference_layouts():
     assert training_canvas([40, 41], 5, IDS) == [40, 41, 1, 0, 0]
     assert training_canvas([40, 41], 5, IDS, seam_ids=[70]) == [40, 41, 70, 0, 0]
+
+
+def test_typing_at_the_end_of_a_long_prefix_keeps_the_prompt_start_stable():
+    cfg = PromptConfig(max_prompt_tokens=200, cut_step=32)
+    prefix = "".join(f"value_{i} = compute({i})\n" for i in range(400))
+    typed = "result = value_1 + value_2 + value_3 + value_4"
+    previous, stable = None, 0
+    for n in range(len(typed) + 1):
+        enc = encode_fim(TOK, IDS, prefix + typed[:n], "\nprint(result)\n", cfg)
+        assert len(enc.encoder_ids) <= 200 + 4 and enc.truncated
+        if previous is not None:
+            shared = 0
+            while shared < min(len(previous), len(enc.encoder_ids)) and previous[shared] == enc.encoder_ids[shared]:
+                shared += 1
+            stable += shared >= len(previous) - 2  # everything but the tail was reusable
+        previous = enc.encoder_ids
+    assert stable >= 0.9 * len(typed)

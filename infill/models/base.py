@@ -34,7 +34,14 @@ class CacheStats:
 
     @property
     def hit_rate(self) -> float:
+        """Share of prefills that reused anything (every prompt shares its first special tokens)."""
         return self.hits / self.prefills if self.prefills else 0.0
+
+    @property
+    def reused_share(self) -> float:
+        """Share of prompt tokens served from the cache instead of encoded: the figure that matters."""
+        total = self.reused_tokens + self.computed_tokens
+        return self.reused_tokens / total if total else 0.0
 
 
 @dataclass
