@@ -91,9 +91,9 @@ def add_fill_arguments(p: argparse.ArgumentParser) -> None:
     gen = p.add_argument_group("generation")
     gen.add_argument("--language", help="grammar name (python, go, ...); default: from the file extension")
     gen.add_argument("--quality", default="balanced", help="sampler preset: fast, balanced or thinking")
-    gen.add_argument("--max-steps", type=_positive_int, help="denoising step limit (overrides the preset)")
+    gen.add_argument("--max-steps", type=positive_int, help="denoising step limit (overrides the preset)")
     gen.add_argument("--seed", type=int, help="makes sampling deterministic")
-    gen.add_argument("--max-bytes", type=_positive_int, default=DEFAULT_MAX_BYTES,
+    gen.add_argument("--max-bytes", type=positive_int, default=DEFAULT_MAX_BYTES,
                      help=f"refuse larger files (default {DEFAULT_MAX_BYTES})")
     add_model_arguments(p)
 
@@ -105,7 +105,7 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     m.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (default auto)")
     m.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16 (default auto)")
     m.add_argument("--quantize", choices=("4bit", "8bit"), help="bitsandbytes quantization (CUDA only)")
-    m.add_argument("--threads", type=_positive_int, help="torch CPU threads")
+    m.add_argument("--threads", type=positive_int, help="torch CPU threads")
     m.add_argument("--trust-remote-code", action="store_true", help="allow checkpoints that ship modeling code")
 
 
@@ -474,7 +474,8 @@ def one_line(message: str, limit: int = 500) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _positive_int(value: str) -> int:
+def positive_int(value: str) -> int:
+    """argparse type: a whole number >= 1 (shared with the daemon's options)."""
     try:
         n = int(value)
     except ValueError:

@@ -15,6 +15,8 @@ import argparse
 import os
 import sys
 
+from infill.cli import positive_int
+
 DEFAULT_PORT = 8977  # = server.daemon.DEFAULT_PORT, repeated so that --help imports nothing heavy
 EXIT_NO_DAEMON = 3
 
@@ -26,16 +28,6 @@ def _port(value: str) -> int:
         raise argparse.ArgumentTypeError(f"{value!r} is not a port number") from None
     if not 0 <= n <= 65535:
         raise argparse.ArgumentTypeError(f"{value!r} is not a port number (0-65535; 0 picks a free one)")
-    return n
-
-
-def _count(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{value!r} must be at least 1")
     return n
 
 
@@ -60,10 +52,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                     "by other machines, protected only by the token (a warning is printed)")
     net.add_argument("--port", type=_port, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     batch = p.add_argument_group("batching")
-    batch.add_argument("--max-batch", type=_count, default=8, help="requests run together (default 8)")
+    batch.add_argument("--max-batch", type=positive_int, default=8, help="requests run together (default 8)")
     batch.add_argument("--batch-window-ms", type=_milliseconds, default=5.0,
                        help="wait this long after the oldest queued request for more to batch with it (default 5)")
-    batch.add_argument("--max-queue", type=_count, default=64,
+    batch.add_argument("--max-queue", type=positive_int, default=64,
                        help="queued requests beyond this get an 'overloaded' error (default 64)")
     batch.add_argument("--no-prompt-cache", action="store_true",
                        help="clear the encoder caches before every batch (for cache benchmarks)")
