@@ -91,6 +91,13 @@ class Backend(Protocol):
         ...
 
 
+def placement(options: LoadOptions) -> tuple[torch.device, torch.dtype]:
+    """Device and dtype for a load, with the CPU thread count set."""
+    device = resolve_device(options.device)
+    set_cpu_threads(options.threads, device)
+    return device, resolve_dtype(options.dtype, device)
+
+
 def set_cpu_threads(threads: int | None, device: torch.device) -> None:
     """CPU inference threads. Small matrix products gain little from many threads and lose a lot when the
     machine is busy (an editor, a build): on a loaded 2-core machine one thread was 3-10x faster than two."""

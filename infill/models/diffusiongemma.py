@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ModelLoadError
-from .base import CacheStats, LoadOptions, PromptState, resolve_device, resolve_dtype, set_cpu_threads
+from .base import CacheStats, LoadOptions, PromptState, placement
 from .presets import RANDOM_INIT_MARKER
 from .tokenizer import HFTokenizer, special_ids
 
@@ -52,9 +52,7 @@ class DiffusionGemmaBackend:
     def load(cls, model_id: str, options: LoadOptions = LoadOptions()) -> DiffusionGemmaBackend:
         from transformers import AutoTokenizer, DiffusionGemmaConfig, DiffusionGemmaForBlockDiffusion
 
-        device = resolve_device(options.device)
-        dtype = resolve_dtype(options.dtype, device)
-        set_cpu_threads(options.threads, device)
+        device, dtype = placement(options)
         path = Path(model_id)
         local = path.is_dir()
         if not local and ("/" not in model_id or model_id.startswith((".", "/"))):

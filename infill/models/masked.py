@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import ModelLoadError
-from .base import CacheStats, LoadOptions, PromptState, resolve_device, resolve_dtype, set_cpu_threads
+from .base import CacheStats, LoadOptions, PromptState, placement
 from .tokenizer import HFTokenizer, special_ids
 
 
@@ -55,9 +55,7 @@ class MaskedDiffusionBackend:
     def load(cls, model_id: str, options: LoadOptions = LoadOptions()) -> MaskedDiffusionBackend:
         from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 
-        device = resolve_device(options.device)
-        dtype = resolve_dtype(options.dtype, device)
-        set_cpu_threads(options.threads, device)
+        device, dtype = placement(options)
         kw = dict(trust_remote_code=options.trust_remote_code, local_files_only=True)
         try:
             config = AutoConfig.from_pretrained(model_id, **kw)
