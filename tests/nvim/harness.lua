@@ -158,6 +158,19 @@ vim.notify = function(msg, level)
   end
 end
 
+--- Answer the next `method` request made through `client` with `result`, without asking the server.
+function H.stub(client, method, result)
+  local request = client.request
+  client.request = function(self, m, params, handler, ...)
+    if m ~= method then
+      return request(self, m, params, handler, ...)
+    end
+    client.request = request -- once
+    vim.schedule(function() handler(nil, result, { method = m, client_id = self.id }) end)
+    return true, -1
+  end
+end
+
 --- The next `User InfillDone` event's data, after running `fn`.
 function H.outcome(fn, ms)
   local got

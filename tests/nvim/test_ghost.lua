@@ -1,4 +1,4 @@
--- The fallback renderer (for Neovim 0.10-0.11), forced on here; and a client that cannot resolve code
+-- The fallback renderer (for Neovim 0.10-0.11; forced on where 0.12's client exists); and a client that cannot resolve code
 -- actions, so that :InfillFix goes through the server's infill.fillRange command and workspace/applyEdit.
 local H = require("harness")
 
@@ -28,7 +28,9 @@ H.run({
     buf, client = H.open("ghost.py")
     answers = H.record(client, "textDocument/inlineCompletion")
     H.eq("ghost", require("infill.suggestion").mode(buf), "renderer")
-    H.truthy(not vim.lsp.inline_completion.is_enabled({ bufnr = buf }), "the built-in client stays off")
+    if vim.lsp.inline_completion then -- 0.12
+      H.truthy(not vim.lsp.inline_completion.is_enabled({ bufnr = buf }), "the built-in client stays off")
+    end
   end },
 
   { "the item shows as an extmark at the cursor and <Tab> inserts exactly its text", function()
@@ -49,6 +51,26 @@ H.run({
     local row_after = 2 + #item_lines - 1
     local col_after = (#item_lines == 1 and #"    total = " or 0) + #item_lines[#item_lines]
     H.eq({ row_after, col_after }, vim.api.nvim_win_get_cursor(0), "the cursor after the inserted text")
+    H.feed("<Esc>")
+  end },
+
+  { "a multi-line item that swallows a closer: virt_text, virt_lines, and exact insertion", function()
+    vim.api.nvim_buf_set_lines(buf, 0, -1, false, H.sample)
+    local before = H.lines(buf)
+    local col = #"    print(add(1, 2"
+    local item = { insertText = ",\n        3)", range = { start = { line = 6, character = col },
+                                                       ["end"] = { line = 6, character = col + 1 } } }
+    H.stub(client, "textDocument/inlineCompletion", { items = { item } })
+    local mark = show_at(7, col)
+    H.eq({ 6, col }, { mark[2], mark[3] }, "the extmark's position")
+    H.eq({ { ",", "InfillGhost" } }, mark[4].virt_text, "the first line, inline")
+    H.eq({ { { "        3", "InfillGhost" } } }, mark[4].virt_lines, "the next line; the buffer's `)` stays")
+    H.feed("<Tab>")
+    H.wait(5000, function() return not vim.deep_equal(before, H.lines(buf)) end, "the buffer to change")
+    H.eq(H.splice(before, item.range, item.insertText, "utf-16"), H.lines(buf), "the buffer after <Tab>")
+    H.eq("    print(add(1, 2,", H.lines(buf)[7], "line 7")
+    H.eq("        3))", H.lines(buf)[8], "line 8")
+    H.eq({ 8, #"        3)" }, vim.api.nvim_win_get_cursor(0), "the cursor after the inserted text")
     H.feed("<Esc>")
   end },
 
@@ -77,7 +99,10 @@ H.run({
     vim.api.nvim_buf_set_lines(buf, 0, -1, false, H.sample)
     local before = H.lines(buf)
     vim.api.nvim_win_set_cursor(0, { 2, 6 })
+    local actions = H.record(client, "textDocument/codeAction")
     local outcome = H.outcome(function() vim.cmd("InfillFix") end)
+    local action = actions[#actions].result[1]
+    H.eq("infill.fillRange", action.command and action.command.command, "the action's command")
     H.truthy(outcome.applied, "not applied: " .. tostring(outcome.error))
     H.log("     edit " .. H.show_edit(outcome.range, outcome.text))
     H.eq(H.splice(before, outcome.range, outcome.text, client.offset_encoding), H.lines(buf), "the buffer")

@@ -18,7 +18,8 @@ H.run({
     H.log("     " .. table.concat(report, "\n     "))
     local text = table.concat(report, "\n")
     H.truthy(not text:find("ERROR", 1, true), "no error in the report")
-    for _, expected in ipairs({ "OK Neovim 0.12", "OK server command:", "OK the server answers infill/status",
+    local renderer = vim.lsp.inline_completion and "vim.lsp.inline_completion" or "ghost-text renderer"
+    for _, expected in ipairs({ "OK Neovim ", renderer, "OK server command:", "OK the server answers infill/status",
                                 "OK model: " .. vim.env.INFILL_MODEL }) do
       H.truthy(text:find(expected, 1, true), ("%q in the report"):format(expected))
     end

@@ -20,11 +20,12 @@ local function done(what, outcome)
   vim.api.nvim_exec_autocmds("User", { pattern = "InfillDone", data = outcome, modeline = false })
 end
 
---- The first TextEdit of a WorkspaceEdit for `uri`, for the InfillDone event.
+--- The first TextEdit of a WorkspaceEdit for `uri` (for the InfillDone event), and the document version
+--- it was made for, if it says.
 local function first_edit(edit, uri)
   for _, change in ipairs(edit.documentChanges or {}) do
     if change.textDocument and change.textDocument.uri == uri then
-      return change.edits[1]
+      return change.edits[1], change.textDocument.version
     end
   end
   return edit.changes and edit.changes[uri] and edit.changes[uri][1]
@@ -33,8 +34,13 @@ end
 local function apply(buf, what, client, action)
   local uri = vim.uri_from_bufnr(buf)
   if action.edit then
+    local e, version = first_edit(action.edit, uri)
+    local now = vim.lsp.util.buf_versions[buf]
+    if version and version ~= vim.NIL and now and now > version then -- Neovim would skip it
+      return done(what, { applied = false, error = "the buffer changed while the model was working; run it again" })
+    end
     vim.lsp.util.apply_workspace_edit(action.edit, client.offset_encoding)
-    local e = first_edit(action.edit, uri) or {}
+    e = e or {}
     done(what, { applied = true, range = e.range, text = e.newText })
   elseif action.command then -- infill.fillRange: the server sends workspace/applyEdit, then answers
     lsp.exec_cmd(client, action.command, buf, function(err, summary)
@@ -43,7 +49,8 @@ local function apply(buf, what, client, action)
                         error = err and err.message or summary.error })
     end)
   else
-    done(what, { applied = false, error = "the model proposed no change (see :LspLog)" })
+    done(what, { applied = false,
+                 error = "no edit came back: the model proposed no change, or the buffer changed meanwhile (:LspLog)" })
   end
 end
 

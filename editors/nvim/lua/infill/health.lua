@@ -47,13 +47,8 @@ local function client_for(opts)
   if running then
     return running, false
   end
-  local config = {
-    name = "infill-health",
-    cmd = opts.cmd,
-    init_options = opts.settings,
-    settings = { infill = opts.settings },
-    root_dir = vim.fn.getcwd(),
-  }
+  local config = require("infill.lsp").client_config(opts)
+  config.name, config.root_dir = "infill-health", vim.fn.getcwd()
   local id
   if vim.fn.has("nvim-0.11") == 1 then
     id = vim.lsp.start(config, { attach = false, reuse_client = function() return false end, silent = true })

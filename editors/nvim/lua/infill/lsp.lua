@@ -15,14 +15,17 @@ M.methods = {
 
 local has_011 = vim.fn.has("nvim-0.11") == 1
 
+--- The vim.lsp client config of `infill lsp` (name, cmd, settings).
 ---@param opts infill.Config
 ---@return vim.lsp.ClientConfig
-local function client_config(opts)
+function M.client_config(opts)
+  -- an empty Lua table would go out as a JSON array, which the server rejects as settings
+  local settings = next(opts.settings) and opts.settings or vim.empty_dict()
   return {
     name = M.name,
     cmd = opts.cmd,
-    init_options = opts.settings,
-    settings = { infill = opts.settings }, -- answers the server's workspace/configuration
+    init_options = settings,
+    settings = { infill = settings }, -- answers the server's workspace/configuration
   }
 end
 
@@ -30,7 +33,7 @@ end
 ---@param opts infill.Config
 function M.enable(opts)
   local filetypes = require("infill.config").all_filetypes(opts)
-  local config = client_config(opts)
+  local config = M.client_config(opts)
   if vim.lsp.config and vim.lsp.enable then
     config.filetypes = filetypes
     config.root_markers = opts.root_markers
