@@ -158,6 +158,17 @@ vim.notify = function(msg, level)
   end
 end
 
+--- The first item of the latest answer that has one (answers recorded by H.record), and that answer.
+function H.last_item(answers)
+  for i = #answers, 1, -1 do
+    local result = answers[i].result
+    local items = type(result) == "table" and (result.items or result) or {}
+    if items[1] then
+      return items[1], answers[i]
+    end
+  end
+end
+
 --- Answer the next `method` request made through `client` with `result`, without asking the server.
 function H.stub(client, method, result)
   local request = client.request

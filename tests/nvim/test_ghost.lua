@@ -19,8 +19,7 @@ local function show_at(row, col)
   vim.api.nvim_win_set_cursor(0, { row, col })
   H.feed("i")
   local mark = H.wait(30000, function() return marks()[1] end, "the ghost text")
-  local answer = answers[#answers]
-  return mark, (answer.result.items or answer.result)[1]
+  return mark, H.last_item(answers)
 end
 
 H.run({
