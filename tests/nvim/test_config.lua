@@ -19,6 +19,15 @@ H.run({
     H.eq("<C-]>", config.merge({ keymaps = { accept = "<C-y>" } }).keymaps.dismiss, "the other keys stay")
   end },
 
+  { "the server is told not to debounce again when 0.12's client shows the suggestions", function()
+    local lsp = require("infill.lsp")
+    local native = vim.lsp.inline_completion ~= nil
+    H.eq(native and 0 or nil, lsp.server_settings(config.merge()).debounce, "debounce by default")
+    H.eq(nil, lsp.server_settings(config.merge({ ghost = { force = true } })).debounce, "with the ghost renderer")
+    H.eq(80, lsp.server_settings(config.merge({ settings = { debounce = 80 } })).debounce, "when set")
+    H.eq("{}", vim.json.encode(lsp.server_settings(config.merge({ ghost = { force = true } }))), "no settings")
+  end },
+
   { "bad options are errors that name the option", function()
     for _, case in ipairs({
       { { cmd = "infill" }, "cmd: expected a non-empty list of strings" },

@@ -76,7 +76,7 @@ end
 function M.configure(settings)
   assert(M.options, "call require('infill').setup() first")
   M.options.settings = vim.tbl_deep_extend("force", M.options.settings, settings)
-  require("infill.lsp").configure(M.options.settings)
+  require("infill.lsp").configure(M.options)
 end
 
 -- Lua API for custom mappings and statuslines.

@@ -15,12 +15,25 @@ M.methods = {
 
 local has_011 = vim.fn.has("nvim-0.11") == 1
 
+--- The settings sent to the server: `opts.settings`, and `debounce = 0` when Neovim 0.12's own client
+--- shows the suggestions and no debounce is set, since that client already waits 200 ms after the last
+--- keystroke before it asks (the server would wait again).
+---@param opts infill.Config
+---@return table
+function M.server_settings(opts)
+  local settings = vim.deepcopy(opts.settings)
+  if settings.debounce == nil and opts.inline and require("infill.suggestion").renderer(opts) == "native" then
+    settings.debounce = 0
+  end
+  -- an empty Lua table would go out as a JSON array, which the server rejects as settings
+  return next(settings) and settings or vim.empty_dict()
+end
+
 --- The vim.lsp client config of `infill lsp` (name, cmd, settings).
 ---@param opts infill.Config
 ---@return vim.lsp.ClientConfig
 function M.client_config(opts)
-  -- an empty Lua table would go out as a JSON array, which the server rejects as settings
-  local settings = next(opts.settings) and opts.settings or vim.empty_dict()
+  local settings = M.server_settings(opts)
   return {
     name = M.name,
     cmd = opts.cmd,
@@ -65,10 +78,11 @@ function M.client(buf)
   return vim.lsp.get_clients({ name = M.name, bufnr = buf or vim.api.nvim_get_current_buf() })[1]
 end
 
---- Push new settings to running clients (workspace/didChangeConfiguration).
----@param settings table
-function M.configure(settings)
-  if vim.lsp.config then -- clients started from now on
+--- Push `opts.settings` to running clients (workspace/didChangeConfiguration) and to clients to come.
+---@param opts infill.Config
+function M.configure(opts)
+  local settings = M.server_settings(opts)
+  if vim.lsp.config then
     vim.lsp.config(M.name, { init_options = settings, settings = { infill = settings } })
   end
   for _, client in ipairs(vim.lsp.get_clients({ name = M.name })) do
