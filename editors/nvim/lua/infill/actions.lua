@@ -46,7 +46,7 @@ local function apply(buf, what, client, action)
     lsp.exec_cmd(client, action.command, buf, function(err, summary)
       summary = summary or {}
       done(what, { applied = summary.applied == true, range = summary.range, text = summary.text,
-                        error = err and err.message or summary.error })
+                   error = err and err.message or summary.error })
     end)
   else
     done(what, { applied = false,
@@ -70,7 +70,8 @@ local function lines_range(buf, line1, line2, encoding)
   return { start = { line = line1 - 1, character = 0 }, ["end"] = lsp.position(buf, line2 - 1, #last, encoding) }
 end
 
---- Run the infill code action `what` ("fix" or "fill") over `range` (an LSP range; default: the cursor).
+--- Run the infill code action `what` ("fix" or "fill") over lines `line1`..`line2` (see lines_range),
+--- or at the cursor when no lines are given.
 ---@param what "fix"|"fill"
 ---@param opts? {buf?: integer, line1?: integer, line2?: integer}
 function M.run(what, opts)
@@ -104,7 +105,8 @@ function M.run(what, opts)
     end
     if err or not action then
       local why = err and err.message
-        or (what == "fill" and "select a non-empty range" or "no block under the cursor")
+        or (what == "fill" and "select a non-empty range"
+          or "no block under the cursor (or infill is disabled for this filetype)")
       return done(what, { applied = false, error = why })
     end
     if action.edit or action.command or not action.data then
