@@ -1,0 +1,180 @@
+// Infill for VS Code: starts `infill lsp` over stdio and renders what it answers. The server does all the work
+// (sizing, sampling, post-processing); this client shows ghost text, runs the code actions, and reports status.
+import * as vscode from "vscode";
+import {
+  CodeAction,
+  CodeActionKind,
+  CodeActionRequest,
+  CodeActionResolveRequest,
+  CodeActionTriggerKind,
+  DidChangeConfigurationNotification,
+  ExecuteCommandRequest,
+  LanguageClient,
+  LanguageClientOptions,
+  ResponseError,
+  State,
+} from "vscode-languageclient/node";
+import { SECTION, changesLaunch, launch, serverSettings } from "./config";
+import { STATUS_REQUEST, StatusBar } from "./status";
+
+const FILL_RANGE = "infill.fillRange"; // the server's command: regenerate [uri, range] and apply it
+
+let client: LanguageClient | undefined;
+let output: vscode.LogOutputChannel;
+let statusBar: StatusBar;
+
+export async function activate(context: vscode.ExtensionContext): Promise<void> {
+  output = vscode.window.createOutputChannel("Infill", { log: true });
+  statusBar = new StatusBar(() => client);
+  context.subscriptions.push(
+    output,
+    statusBar,
+    vscode.commands.registerCommand("infill.fixBlock", fixBlock),
+    vscode.commands.registerCommand("infill.fillSelection", fillSelection),
+    vscode.commands.registerCommand("infill.restart", restart),
+    vscode.commands.registerCommand("infill.showStatus", showStatus),
+    vscode.workspace.onDidChangeConfiguration(async (event) => {
+      if (changesLaunch(event)) {
+        await restart();
+      } else if (event.affectsConfiguration(SECTION) && client?.state === State.Running) {
+        await client.sendNotification(DidChangeConfigurationNotification.type, { settings: serverSettings() });
+      }
+    }),
+  );
+  await start();
+}
+
+export async function deactivate(): Promise<void> {
+  await client?.stop();
+}
+
+function clientOptions(): LanguageClientOptions {
+  return {
+    documentSelector: [{ scheme: "file" }, { scheme: "untitled" }],
+    initializationOptions: serverSettings,
+    outputChannel: output,
+    middleware: {
+      // VS Code shows the suggestion as ghost text; the completion list would ask the model a second time.
+      provideCompletionItem: () => undefined,
+      provideInlineCompletionItems: async (document, position, context, token, next) => {
+        const started = performance.now();
+        const result = await next(document, position, context, token);
+        const items = Array.isArray(result) ? result : result?.items;
+        if (items && items.length > 0) {
+          statusBar.recordLatency(performance.now() - started);
+        }
+        return result;
+      },
+      workspace: {
+        // The server pulls section "infill": answer with its own keys only, not the launch settings.
+        configuration: async (params, token, next) => {
+          const values = await next(params, token);
+          if (values instanceof ResponseError) {
+            return values;
+          }
+          return params.items.map((item, i) => (item.section === SECTION ? serverSettings() : values[i]));
+        },
+      },
+    },
+  };
+}
+
+async function start(): Promise<void> {
+  const { command, args } = launch();
+  output.info(`starting ${[command, ...args].join(" ")}`);
+  client = new LanguageClient("infill", "Infill", { command, args }, clientOptions());
+  const starting = client.start();
+  void statusBar.refresh(); // "starting"
+  try {
+    await starting;
+  } catch (error) {
+    void vscode.window.showErrorMessage(`Infill: the language server did not start (${command}): ${error}`);
+    await statusBar.refresh();
+    return;
+  }
+  void statusBar.watchLoading();
+}
+
+async function restart(): Promise<void> {
+  const old = client;
+  client = undefined;
+  if (old?.isRunning()) {
+    await old.stop();
+  }
+  await start();
+}
+
+/** The client if it is running, else undefined after telling the user. */
+function running(): LanguageClient | undefined {
+  if (client?.state !== State.Running) {
+    void vscode.window.showWarningMessage("Infill: the language server is not running (Infill: Restart server).");
+    return undefined;
+  }
+  return client;
+}
+
+async function fixBlock(): Promise<void> {
+  const editor = vscode.window.activeTextEditor;
+  const lc = running();
+  if (!editor || !lc) {
+    return;
+  }
+  const c2p = lc.code2ProtocolConverter;
+  const actions = await lc.sendRequest(CodeActionRequest.type, {
+    textDocument: c2p.asTextDocumentIdentifier(editor.document),
+    range: c2p.asRange(editor.selection),
+    context: { diagnostics: [], only: [CodeActionKind.QuickFix], triggerKind: CodeActionTriggerKind.Invoked },
+  });
+  // A Command has a string `command`; a CodeAction to resolve lazily has neither `edit` nor `command` yet.
+  const action = actions?.find((a): a is CodeAction => typeof a.command !== "string");
+  if (!action) {
+    void vscode.window.showInformationMessage("Infill: no block to fix here.");
+    return;
+  }
+  await withProgress("Infill: fixing the block…", async (token) => {
+    const resolved = action.edit || action.command ? action : await lc.sendRequest(CodeActionResolveRequest.type, action, token);
+    if (resolved.edit) {
+      await vscode.workspace.applyEdit(await lc.protocol2CodeConverter.asWorkspaceEdit(resolved.edit));
+    } else if (resolved.command) {
+      await lc.sendRequest(ExecuteCommandRequest.type, { command: resolved.command.command, arguments: resolved.command.arguments }, token);
+    } else if (!token.isCancellationRequested) {
+      void vscode.window.showWarningMessage("Infill: no change for this block (see the Infill output).");
+    }
+  });
+}
+
+async function fillSelection(): Promise<void> {
+  const editor = vscode.window.activeTextEditor;
+  const lc = running();
+  if (!editor || !lc) {
+    return;
+  }
+  if (editor.selection.isEmpty) {
+    void vscode.window.showInformationMessage("Infill: select the code to fill first.");
+    return;
+  }
+  const args = [lc.code2ProtocolConverter.asUri(editor.document.uri), lc.code2ProtocolConverter.asRange(editor.selection)];
+  await withProgress("Infill: filling the selection…", async (token) => {
+    const summary = await lc.sendRequest(ExecuteCommandRequest.type, { command: FILL_RANGE, arguments: args }, token);
+    if (summary && !summary.applied && !token.isCancellationRequested) {
+      void vscode.window.showWarningMessage(`Infill: ${summary.error ?? "nothing applied"}`);
+    }
+  });
+}
+
+async function showStatus(): Promise<void> {
+  const lc = running();
+  if (!lc) {
+    return;
+  }
+  const status = await lc.sendRequest(STATUS_REQUEST, {});
+  output.info(`${STATUS_REQUEST}: ${JSON.stringify(status, null, 2)}`);
+  output.show(true);
+  await statusBar.refresh();
+}
+
+function withProgress(title: string, task: (token: vscode.CancellationToken) => Promise<void>): Thenable<void> {
+  return vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title, cancellable: true }, (_progress, token) =>
+    task(token),
+  );
+}
