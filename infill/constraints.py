@@ -94,6 +94,14 @@ def trim_overlap(middle: str, suffix: str, cfg: ConstraintConfig) -> list[str]:
     return variants
 
 
+def keep_line_break(middle: str, replaced: str) -> str:
+    """A range that ended with a line break keeps it: whole-line selections must not merge with the next line."""
+    for newline in ("\r\n", "\n", "\r"):
+        if replaced.endswith(newline):
+            return middle if not middle or middle.endswith(("\n", "\r")) else middle + newline
+    return middle
+
+
 def detect_indent_unit(text: str) -> str:
     """The file's indentation unit: a tab, or the most common step between indented lines."""
     tabs = spaces = 0

@@ -16,6 +16,7 @@ from .constraints import (
     ban_processor,
     check_splice,
     detect_indent_unit,
+    keep_line_break,
     middle_ids,
     reindent,
     seam_processor,
@@ -295,6 +296,7 @@ class Engine:
         suffix = text[hole.end :]
         if cfg.reindent:
             middle = reindent(middle, hole, detect_indent_unit(text[: hole.start][-20000:]))
+        middle = keep_line_break(middle, text[hole.start : hole.end])
         variants = [middle]
         if cfg.trim_overlap:
             variants += [v for v in trim_overlap(middle, suffix, cfg) if v not in variants]

@@ -153,7 +153,10 @@ class EmbeddedBackend:
             flag.set()
 
     async def status(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"backend": "embedded", "model": self.model, "served": self.served}
+        out: dict[str, Any] = {"backend": "embedded", "model": self.model, "served": self.served,
+                               "state": self._state()}
+        if out["state"] == "failed":
+            out["error"] = str(self._engine.exception())
         if self._engine is not None and self._engine.done() and not self._engine.exception():
             engine = self._engine.result()
             out["model"] = engine.model_id
@@ -161,6 +164,13 @@ class EmbeddedBackend:
             if stats is not None and getattr(stats, "prefills", 0):
                 out["cache_hit_rate"] = stats.hits / stats.prefills
         return out
+
+    def _state(self) -> str:
+        if self._engine is None:
+            return "idle"
+        if not self._engine.done():
+            return "loading"
+        return "failed" if self._engine.cancelled() or self._engine.exception() else "ready"
 
     async def close(self) -> None:
         for flag in self._flags.values():

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 from pygls.protocol.language_server import lsp_method
@@ -256,9 +257,9 @@ def build_server(backend: Backend, settings: Settings) -> InfillServer:
         doc = ls.documents.get(data.get("uri", ""))
         if doc is None or "range" not in data:
             return action
-        if data.get("version") != doc.version:
-            ls.notify(logging.INFO, "infill: the document changed since the action was offered; ask again")
-            return action
+        if data.get("version") != doc.version:  # ContentModified: the client drops the action quietly
+            raise JsonRpcException("the document changed since the action was offered; ask again",
+                                   code=types.LSPErrorCodes.ContentModified)
         start, end = range_offsets(doc.index, _range(data["range"]), ls.encoding)
         fill = await ls.completer.over_range(doc, start, end)
         if fill.edit is not None:

@@ -37,10 +37,14 @@ def run(args: argparse.Namespace) -> int:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
 
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    verbose = getattr(args, "verbose", False)
+    # Editors show the server's stderr as errors (Neovim logs every line as "rpc stderr"): only warnings go
+    # there; --log-file and window/logMessage carry the informational lines.
+    stderr_handler = logging.StreamHandler(sys.stderr)
+    stderr_handler.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    handlers: list[logging.Handler] = [stderr_handler]
     if args.log_file:
         handlers.append(logging.FileHandler(args.log_file, encoding="utf-8"))
-    verbose = getattr(args, "verbose", False)
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=handlers,
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     logging.getLogger("pygls").setLevel(logging.INFO if verbose else logging.WARNING)

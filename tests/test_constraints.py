@@ -5,6 +5,7 @@ from infill.constraints import (
     ban_processor,
     check_splice,
     detect_indent_unit,
+    keep_line_break,
     middle_ids,
     reindent,
     trim_overlap,
@@ -60,3 +61,11 @@ def test_splice_check_flags_only_errors_the_middle_adds():
     bad = check_splice(text, at, at, "x + (1", "python")
     assert not bad.ok and bad.added >= 1 and bad.first_error is not None
     assert check_splice("any text", 0, 0, "((", None).ok  # no grammar: nothing to check
+
+
+def test_a_whole_line_range_keeps_its_line_break():
+    assert keep_line_break("y = 2", "x = 1\n") == "y = 2\n"
+    assert keep_line_break("y = 2", "x = 1\r\n") == "y = 2\r\n"
+    assert keep_line_break("y = 2\n", "x = 1\n") == "y = 2\n"
+    assert keep_line_break("y = 2", "x = 1") == "y = 2"
+    assert keep_line_break("", "x = 1\n") == ""  # deleting the line stays a deletion

@@ -90,3 +90,10 @@ def test_fast_quality_runs_one_batch_and_no_repairs():
     result = fill(scripted("x + (1", length=16), lengths=(8, 16), quality="fast")
     assert [c.length for c in result.candidates] == [8, 16]  # all candidates in one run
     assert not result.syntax_ok and result.forward_passes == 1 + result.steps  # no repair round
+
+
+def test_a_whole_line_range_is_not_merged_with_the_next_line():
+    text = "a = 1\nb = 2\nc = 3\n"
+    start, end = text.index("b"), text.index("c")
+    result = fill(scripted("b = 4"), text=text, cursor=None, span=(start, end), path="v.py")
+    assert result.text == "b = 4\n" and result.syntax_ok

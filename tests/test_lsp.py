@@ -333,6 +333,22 @@ async def test_code_actions_resolve_to_an_edit_over_the_block_and_the_selection(
 
 
 @on_module_loop
+async def test_resolving_an_action_for_an_older_version_is_content_modified(embedded):
+    from pygls.exceptions import JsonRpcException
+
+    uri = open_doc(embedded, "stale.py", PY)
+    sel = T.Range(T.Position(1, 4), T.Position(1, 9))
+    actions = await embedded.text_document_code_action_async(T.CodeActionParams(
+        T.TextDocumentIdentifier(uri), sel, T.CodeActionContext(diagnostics=[])))
+    embedded.text_document_did_change(T.DidChangeTextDocumentParams(
+        T.VersionedTextDocumentIdentifier(uri=uri, version=2),
+        [T.TextDocumentContentChangePartial(range=T.Range(T.Position(0, 0), T.Position(0, 0)), text="# x\n")]))
+    with pytest.raises(JsonRpcException) as err:
+        await embedded.code_action_resolve_async(actions[0])
+    assert err.value.code == T.LSPErrorCodes.ContentModified
+
+
+@on_module_loop
 async def test_fill_range_command_applies_the_edit(embedded):
     uri = open_doc(embedded, "command.py", PY)
     rng = {"start": {"line": 1, "character": 4}, "end": {"line": 1, "character": 17}}
