@@ -11,6 +11,7 @@ import {
   ExecuteCommandRequest,
   LanguageClient,
   LanguageClientOptions,
+  LSPErrorCodes,
   ResponseError,
   State,
 } from "vscode-languageclient/node";
@@ -82,17 +83,14 @@ function clientOptions(): LanguageClientOptions {
 async function start(): Promise<void> {
   const { command, args } = launch();
   output.info(`starting ${[command, ...args].join(" ")}`);
-  client = new LanguageClient("infill", "Infill", { command, args }, clientOptions());
-  const starting = client.start();
-  void statusBar.refresh(); // "starting"
+  const lc = (client = new LanguageClient("infill", "Infill", { command, args }, clientOptions()));
+  // Also after the client restarts a crashed server by itself.
+  lc.onDidChangeState(({ newState }) => void (newState === State.Running ? statusBar.watchLoading() : statusBar.refresh()));
   try {
-    await starting;
+    await lc.start();
   } catch (error) {
     void vscode.window.showErrorMessage(`Infill: the language server did not start (${command}): ${error}`);
-    await statusBar.refresh();
-    return;
   }
-  void statusBar.watchLoading();
 }
 
 async function restart(): Promise<void> {
@@ -120,18 +118,18 @@ async function fixBlock(): Promise<void> {
     return;
   }
   const c2p = lc.code2ProtocolConverter;
-  const actions = await lc.sendRequest(CodeActionRequest.type, {
-    textDocument: c2p.asTextDocumentIdentifier(editor.document),
-    range: c2p.asRange(editor.selection),
-    context: { diagnostics: [], only: [CodeActionKind.QuickFix], triggerKind: CodeActionTriggerKind.Invoked },
-  });
-  // A Command has a string `command`; a CodeAction to resolve lazily has neither `edit` nor `command` yet.
-  const action = actions?.find((a): a is CodeAction => typeof a.command !== "string");
-  if (!action) {
-    void vscode.window.showInformationMessage("Infill: no block to fix here.");
-    return;
-  }
   await withProgress("Infill: fixing the block…", async (token) => {
+    const actions = await lc.sendRequest(CodeActionRequest.type, {
+      textDocument: c2p.asTextDocumentIdentifier(editor.document),
+      range: c2p.asRange(editor.selection),
+      context: { diagnostics: [], only: [CodeActionKind.QuickFix], triggerKind: CodeActionTriggerKind.Invoked },
+    });
+    // A Command has a string `command`; a CodeAction to resolve lazily has neither `edit` nor `command` yet.
+    const action = actions?.find((a): a is CodeAction => typeof a.command !== "string");
+    if (!action) {
+      void vscode.window.showInformationMessage("Infill: no block to fix here.");
+      return;
+    }
     const resolved = action.edit || action.command ? action : await lc.sendRequest(CodeActionResolveRequest.type, action, token);
     if (resolved.edit) {
       await vscode.workspace.applyEdit(await lc.protocol2CodeConverter.asWorkspaceEdit(resolved.edit));
@@ -173,8 +171,17 @@ async function showStatus(): Promise<void> {
   await statusBar.refresh();
 }
 
-function withProgress(title: string, task: (token: vscode.CancellationToken) => Promise<void>): Thenable<void> {
-  return vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title, cancellable: true }, (_progress, token) =>
-    task(token),
-  );
+/** Run a model request under a cancellable notification; a failure becomes a warning, except when the document
+ * changed meanwhile or the user cancelled (the server then answers ContentModified or RequestCancelled). */
+async function withProgress(title: string, task: (token: vscode.CancellationToken) => Promise<void>): Promise<void> {
+  try {
+    await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title, cancellable: true }, (_progress, token) =>
+      task(token),
+    );
+  } catch (error) {
+    const quiet = error instanceof ResponseError && [LSPErrorCodes.ContentModified, LSPErrorCodes.RequestCancelled].includes(error.code);
+    if (!quiet) {
+      void vscode.window.showWarningMessage(`Infill: ${error instanceof Error ? error.message : error}`);
+    }
+  }
 }

@@ -13,7 +13,8 @@ export interface ServerStatus {
     backend?: string; // "embedded" | "daemon"
     model?: string | null;
     device?: string;
-    state?: "loading" | "ready" | "failed";
+    state?: string; // "idle" | "loading" | "ready" | "failed"
+    error?: string; // why it failed
     connected?: boolean;
     served?: number;
   };
@@ -22,12 +23,13 @@ export interface ServerStatus {
 
 type Load = "loading" | "ready" | "failed";
 
-/** Whether the model is ready. Uses `backend.state` where the server reports it; otherwise a daemon is ready once
- * connected, and an embedded engine once it has answered a request (it does not report the end of its load). */
+/** Whether the model is ready. Uses `backend.state` where the server reports it ("idle" counts as loading: the server
+ * starts loading at `initialized`); otherwise a daemon is ready once connected, and an embedded engine once it has
+ * answered a request. */
 function loadState(status: ServerStatus): Load {
   const backend = status.backend ?? {};
   if (backend.state) {
-    return backend.state;
+    return backend.state === "ready" || backend.state === "failed" ? backend.state : "loading";
   }
   if (backend.backend === "daemon") {
     return backend.connected ? "ready" : "loading";
@@ -41,6 +43,7 @@ export class StatusBar implements vscode.Disposable {
   private load: Load | "starting" | "stopped" = "starting";
   private latencyMs: number | undefined;
   private refreshing: Promise<void> | undefined;
+  private watching = false;
 
   constructor(private client: () => LanguageClient | undefined) {
     this.item.command = "infill.showStatus";
@@ -65,11 +68,12 @@ export class StatusBar implements vscode.Disposable {
   /** Refresh every half second until the model is ready or failed, with a progress notification meanwhile. */
   async watchLoading(): Promise<void> {
     await this.refresh();
-    if (this.load !== "loading") {
+    if (this.load !== "loading" || this.watching) {
       return;
     }
+    this.watching = true;
     const model = this.modelName();
-    await vscode.window.withProgress(
+    const outcome = await vscode.window.withProgress(
       { location: vscode.ProgressLocation.Notification, title: `Infill: loading ${model}…`, cancellable: false },
       async () => {
         const giveUp = Date.now() + 120_000;
@@ -77,8 +81,13 @@ export class StatusBar implements vscode.Disposable {
           await new Promise((resolve) => setTimeout(resolve, 500));
           await this.refresh();
         }
+        return this.load;
       },
     );
+    this.watching = false;
+    if (outcome === "failed") {
+      void vscode.window.showErrorMessage(`Infill: the model did not load: ${this.status.backend?.error ?? "see the Infill output"}`);
+    }
   }
 
   private async fetch(): Promise<void> {
@@ -110,7 +119,8 @@ export class StatusBar implements vscode.Disposable {
     const icon = { starting: "$(loading~spin)", loading: "$(loading~spin)", ready: "$(sparkle)", failed: "$(error)", stopped: "$(circle-slash)" }[this.load];
     const text = parts.filter(Boolean).join(" · ");
     this.item.text = `${icon} ${text}`;
-    this.item.tooltip = `Infill: ${this.load}. Click for the server's status.`;
+    const error = this.load === "failed" && backend.error ? `: ${backend.error}` : "";
+    this.item.tooltip = `Infill: ${this.load}${error}. Click for the server's status.`;
     this.item.accessibilityInformation = { label: `Infill: ${this.load}: ${text}` };
   }
 

@@ -5,7 +5,7 @@
 // It writes a tiny random-init checkpoint, installs the .vsix into a fresh code-server, opens a Python file,
 // types, waits for the ghost text, accepts it with Tab and checks that the saved file is the old text with exactly
 // the ghost text inserted at the cursor. Then it runs "Infill: Fix this block" from the command palette and checks
-// that only the block changed. A random model writes noise, so only where text lands is asserted, never what it is.
+// that only the block changed, and "Infill: Fill selection" on one line. A random model writes noise, so only where text lands is asserted, never what it is.
 //
 // Environment: INFILL_E2E_HOME (tools, as editors/setup_vscode_e2e.sh installs them), INFILL_PYTHON (the Python
 // with `infill` installed; default: the checkout's .venv), CHROMIUM (default /usr/bin/chromium),
@@ -215,21 +215,33 @@ async function main() {
     await page.keyboard.press("ArrowDown"); // line 2: `total = a + b`
     await page.keyboard.press("End");
     await runCommand(page, "Infill: Fix this block");
-    const dirty = await waitFor("the block to change", () => page.$(".tab.active.dirty"), 90_000);
-    check(dirty, "the document did not change");
+    await waitForEdit(page, "the block to change");
     await save(page);
     const fixed = readFileSync(file, "utf8");
     const blockEnd = accepted.indexOf("\n\n\ndef main");
-    let head = 0;
-    while (head < fixed.length && fixed[head] === accepted[head]) head++;
-    let tail = 0;
-    while (tail < fixed.length - head && fixed[fixed.length - 1 - tail] === accepted[accepted.length - 1 - tail]) tail++;
-    check(fixed !== accepted, "Fix this block changed nothing");
-    check(accepted.length - tail <= blockEnd, `Fix this block changed text after add(): ${JSON.stringify(fixed)}`);
-    check(fixed.endsWith(accepted.slice(blockEnd)), "the code after add() changed");
+    const [fixFrom, fixTo] = changedRegion(accepted, fixed);
+    check(fixFrom >= 0 && fixTo <= blockEnd, `Fix this block changed text outside add(): ${JSON.stringify(fixed)}`);
     mark("block_fixed");
     log(`fixed block: ${JSON.stringify(fixed.slice(0, fixed.length - (accepted.length - blockEnd)))}`);
     await page.screenshot({ path: join(ARTIFACTS, "fix-block.png") });
+
+    // -- "Infill: Fill selection" on `print(add(1, 2))`: the server applies the edit with workspace/applyEdit ------
+    const selected = "print(add(1, 2))";
+    const line = fixed.slice(0, fixed.indexOf(selected)).split("\n").length;
+    await page.keyboard.press(`${MOD}+G`);
+    await page.keyboard.type(String(line));
+    await page.keyboard.press("Enter");
+    await page.keyboard.press("Home"); // the first non-blank character
+    await page.keyboard.press("Shift+End");
+    await runCommand(page, "Infill: Fill selection");
+    await waitForEdit(page, "the selection to change");
+    await save(page);
+    const filled = readFileSync(file, "utf8");
+    const [fillFrom, fillTo] = changedRegion(fixed, filled);
+    const selStart = fixed.indexOf(selected);
+    check(fillFrom >= selStart && fillTo <= selStart + selected.length, `Fill selection changed text outside the selection: ${JSON.stringify(filled)}`);
+    mark("selection_filled");
+    log(`filled selection: ${JSON.stringify(filled.slice(selStart, filled.length - (fixed.length - selStart - selected.length)))}`);
     mark("done");
   } catch (error) {
     if (page) {
@@ -247,6 +259,28 @@ async function main() {
     copyExtensionLogs(dirs.ud);
     rmSync(work, { recursive: true, force: true });
   }
+}
+
+/** The span [from, to) of `before` that differs in `after` (common prefix and suffix removed); throws if equal. */
+function changedRegion(before, after) {
+  check(before !== after, "the text did not change");
+  let head = 0;
+  while (head < Math.min(before.length, after.length) && before[head] === after[head]) head++;
+  let tail = 0;
+  while (tail < Math.min(before.length, after.length) - head && before[before.length - 1 - tail] === after[after.length - 1 - tail]) tail++;
+  return [head, before.length - tail];
+}
+
+/** Wait until the active editor is dirty; fail at once on a warning or info message from the extension. */
+async function waitForEdit(page, what) {
+  const outcome = await waitFor(what, async () => {
+    if (await page.$(".tab.active.dirty")) {
+      return "edited";
+    }
+    const messages = await page.$$eval(".notification-toast .notification-list-item-message", (els) => els.map((e) => e.textContent));
+    return messages.find((m) => /^Infill: (?!.*…)/.test(m));
+  }, 90_000);
+  check(outcome === "edited", `${what}: ${outcome}`);
 }
 
 async function openFile(page, name) {
