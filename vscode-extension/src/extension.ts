@@ -42,7 +42,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       }
     }),
   );
-  await start();
+  void start(); // activation does not wait for the server
 }
 
 export async function deactivate(): Promise<void> {
@@ -96,9 +96,7 @@ async function start(): Promise<void> {
 async function restart(): Promise<void> {
   const old = client;
   client = undefined;
-  if (old?.isRunning()) {
-    await old.stop();
-  }
+  await old?.dispose(2000).catch((error) => output.warn(`stopping the server: ${error}`));
   await start();
 }
 
@@ -166,9 +164,11 @@ async function showStatus(): Promise<void> {
     return;
   }
   const status = await lc.sendRequest(STATUS_REQUEST, {});
-  output.info(`${STATUS_REQUEST}: ${JSON.stringify(status, null, 2)}`);
-  output.show(true);
+  output.info(`${STATUS_REQUEST}: ${JSON.stringify(status)}`);
   await statusBar.refresh();
+  if ((await vscode.window.showInformationMessage(statusBar.summary(), "Show details")) !== undefined) {
+    output.show(true);
+  }
 }
 
 /** Run a model request under a cancellable notification; a failure becomes a warning, except when the document

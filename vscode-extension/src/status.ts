@@ -90,6 +90,19 @@ export class StatusBar implements vscode.Disposable {
     }
   }
 
+  /** One line for people: state, model, device, suggestions shown, last latency. */
+  summary(): string {
+    const backend = this.status.backend ?? {};
+    const parts = [`Infill: ${this.load}`, this.modelName(), backend.device ?? backend.backend];
+    if (this.status.completions !== undefined) {
+      parts.push(`${this.status.items ?? 0} suggestions for ${this.status.completions} requests`);
+    }
+    if (this.latencyMs !== undefined) {
+      parts.push(`last in ${Math.round(this.latencyMs)} ms`);
+    }
+    return parts.filter(Boolean).join(" · ");
+  }
+
   private async fetch(): Promise<void> {
     const client = this.client();
     if (client === undefined || client.state !== State.Running) {
