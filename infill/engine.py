@@ -286,7 +286,8 @@ class Engine:
         tokens = out.tokens[row]
         ids, finished = middle_ids(tokens.tolist(), layout.free, self.backend.ids, bool(layout.clamps))
         confidence = float(out.logprobs[row, : max(len(ids) + (not layout.clamps), 1)].mean())
-        middle = self.backend.tokenizer.decode(ids)
+        # byte-level tokens can end inside a UTF-8 sequence; never write a replacement character into code
+        middle = self.backend.tokenizer.decode(ids).replace("\ufffd", "")
         text_out, verdict = self._postprocess(middle, text, hole)
         return _Run(layout, ids, text_out, finished, confidence, verdict, tokens, int(out.steps[row]))
 

@@ -160,6 +160,7 @@ class EmbeddedBackend:
         if self._engine is not None and self._engine.done() and not self._engine.exception():
             engine = self._engine.result()
             out["model"] = engine.model_id
+            out["device"] = str(engine.backend.device)
             stats = getattr(engine.backend, "cache_stats", None)
             if stats is not None and getattr(stats, "prefills", 0):
                 out["cache_hit_rate"] = stats.hits / stats.prefills
@@ -301,11 +302,12 @@ class DaemonBackend:
 
     async def status(self) -> dict[str, Any]:
         out: dict[str, Any] = {"backend": "daemon", "address": self.address, "connected": self.connected,
-                               "reconnects": self.reconnects}
+                               "reconnects": self.reconnects, "state": "ready" if self.connected else "connecting"}
         if self.connected:
             with contextlib.suppress(Exception):
                 s = await self._client.status()
-                out.update(model=s.model, served=s.served, cache_hit_rate=s.cache_hit_rate)
+                out.update(model=s.model, device=s.device, dtype=s.dtype, served=s.served,
+                           cache_hit_rate=s.cache_hit_rate)
         return out
 
     async def close(self) -> None:

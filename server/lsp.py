@@ -52,6 +52,12 @@ _LOG_TYPES = {logging.ERROR: types.MessageType.Error, logging.WARNING: types.Mes
 class InfillProtocol(LanguageServerProtocol):
     """Document sync goes to the server's own store (pygls' workspace splits lines at form feeds)."""
 
+    def structure_message(self, data: dict[str, Any]):
+        # JSON-RPC lets a request omit `params`; pygls then fails to build it and never answers.
+        if isinstance(data, dict) and "method" in data and "id" in data and "params" not in data:
+            data = {**data, "params": None}
+        return super().structure_message(data)
+
     def _user(self, method: str, params: Any):
         if (handler := self.fm.features.get(method)) is not None:
             yield handler, (params,), None

@@ -553,3 +553,17 @@ async def test_daemon_killed_mid_request_then_back(daemon_setup):
     stat = await status(client)
     assert stat.backend.connected and stat.backend.reconnects >= 1
     assert any("lost the model daemon" in m.message for m in client.log_messages)
+
+
+def test_a_request_without_params_is_understood():
+    """JSON-RPC lets a request leave out `params`; pygls alone fails to read it and never answers."""
+    from pygls.protocol.json_rpc import JsonRPCProtocol
+
+    from server.backends import EmbeddedBackend
+    from server.lsp import build_server
+
+    protocol = build_server(EmbeddedBackend(None, None, lambda *a: None), Settings()).protocol
+    raw = {"jsonrpc": "2.0", "id": 1, "method": "infill/status"}
+    assert protocol.structure_message(raw).params is None
+    with pytest.raises(Exception):  # noqa: B017 - what the fix is for
+        JsonRPCProtocol.structure_message(protocol, raw)
