@@ -21,6 +21,7 @@ Messages are validated on arrival (`parse`): unknown types, wrong field types an
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -28,6 +29,7 @@ MAX_MESSAGE_BYTES = 8 * 1024 * 1024  # one request carries a whole document
 MAX_TEXT_CHARS = 2_000_000  # documents larger than this are refused
 MAX_ID_CHARS = 128
 QUALITIES = ("fast", "balanced", "thinking")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads turns an unpaired "\\ud800" escape into one
 
 
 class ErrorCode:
@@ -173,14 +175,40 @@ def _decode(raw: str | bytes) -> dict[str, Any]:
         data = json.loads(raw)
     except (json.JSONDecodeError, RecursionError) as exc:
         raise ProtocolError(ErrorCode.BAD_REQUEST, f"not JSON: {exc}") from None
+    except ValueError:  # an integer literal over Python's limit of 4300 digits
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "a number in the message has too many digits") from None
+    # A lone surrogate cannot be encoded as UTF-8: echoed in a reply it would break the connection's writer,
+    # and in a document it fails the tokenizer (and the whole batch it shares).
+    _check(not _has_lone_surrogate(data), "a string in the message holds an unpaired UTF-16 surrogate (\\ud800-"
+           "\\udfff escape): send well-formed Unicode")
     _check(isinstance(data, dict), "a message must be a JSON object with a 'type' field")
     _check(isinstance(data.get("type"), str), "a message needs a string 'type' field")
     return data
 
 
+def _has_lone_surrogate(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            if not v.isascii() and _LONE_SURROGATE.search(v):
+                return True
+        elif isinstance(v, dict):
+            stack += [*v.keys(), *v.values()]
+        elif isinstance(v, list):
+            stack += v
+    return False
+
+
+def _request_id(data: dict[str, Any]) -> str | None:
+    """The id an error about this message carries: its 'id', when that is a well-formed request id."""
+    rid = data.get("id")
+    return rid if isinstance(rid, str) and 0 < len(rid) <= MAX_ID_CHARS else None
+
+
 def _build(cls: type[Message], data: dict[str, Any]) -> Message:
     """Type-check the fields of `data` against the dataclass and build it."""
-    request_id = data.get("id") if isinstance(data.get("id"), str) else None
+    request_id = _request_id(data)
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - known - {"type"})
     _check(not unknown, f"unknown field(s) for {cls.TYPE!r}: {', '.join(unknown)}", request_id)
@@ -239,7 +267,7 @@ def parse(raw: str | bytes) -> Message:
         return _build(StatusRequest, data)
     raise ProtocolError(ErrorCode.BAD_REQUEST,
                         f"unknown message type {kind!r}; expected one of: {', '.join(sorted(CLIENT_MESSAGES))}",
-                        data.get("id") if isinstance(data.get("id"), str) else None)
+                        _request_id(data))
 
 
 def parse_server(raw: str | bytes) -> Message:
