@@ -288,7 +288,8 @@ class Daemon:
     # -- connections -----------------------------------------------------------------------------------------
     def _authorize(self, connection: ServerConnection, request) -> Any:
         """Handshake hook: 401 before any work unless the request carries `Authorization: Bearer <token>`."""
-        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        values = request.headers.get_all("Authorization")  # two of them: refused (headers.get would raise)
+        scheme, _, value = (values[0] if len(values) == 1 else "").partition(" ")
         if scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), (self.token or "").encode()):
             return None
         self.stats.refused_handshakes += 1
