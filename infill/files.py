@@ -34,7 +34,7 @@ STDIN = "-"
 
 # C0 control bytes that text files do not contain (tab, LF, VT, FF, CR and ESC are allowed).
 _CONTROL = frozenset(range(32)) - {9, 10, 11, 12, 13, 27}
-_LONE_LF = re.compile(r"(?<!\r)\n")
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 @dataclass(frozen=True)
@@ -140,9 +140,11 @@ def newline_style(text: str) -> str | None:
 
 
 def match_newlines(text: str, newline: str | None) -> str:
-    """New text for a file: lone "\\n" become "\\r\\n" when the file uses CRLF only; otherwise unchanged."""
-    if newline == "\r\n":
-        return _LONE_LF.sub("\r\n", text)
+    """New text for a file: when the file uses one kind of line ending, every line break of the text becomes
+    that kind (so an LF, CRLF or CR file keeps one kind); for a mixed file, or one without a line break, the text
+    is unchanged."""
+    if newline in ("\n", "\r\n", "\r"):
+        return _LINE_BREAK.sub(newline, text)
     return text
 
 
