@@ -8,10 +8,8 @@ dir, so token and state files never touch the user's.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
-import socket
 import stat
 import subprocess
 import sys
@@ -19,6 +17,7 @@ import threading
 import time
 
 import pytest
+from daemon_helpers import SpyEngine, client, free_port, infill, raw, recv
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -27,42 +26,6 @@ from server import auth
 from server.client import DaemonClient, DaemonError, DaemonUnavailable, ensure_daemon
 from server.daemon import MAX_FRAME_BYTES, Daemon, DaemonConfig
 from server.protocol import MAX_TEXT_CHARS, ErrorCode, InfillMessage
-
-DOC = "def add(a, b):\n    return \n\n\nprint(add(1, 2))\n"
-CURSOR = DOC.index("return ") + len("return ")
-
-
-def infill(rid: str, **kw) -> InfillMessage:
-    kw.setdefault("max_steps", 4)
-    kw.setdefault("lengths", (8,))
-    kw.setdefault("seed", 0)
-    return InfillMessage(id=rid, text=DOC, cursor=CURSOR, **kw)
-
-
-class SpyEngine:
-    """The shared tiny engine, with the batch sizes it was given, a gate that holds the model thread, and a
-    one-shot exception (a simulated out-of-memory)."""
-
-    def __init__(self, engine) -> None:
-        self._engine = engine
-        self.calls: list[int] = []
-        self.gate: threading.Event | None = None
-        self.entered = threading.Event()
-        self.fail_next: BaseException | None = None
-
-    def __getattr__(self, name):
-        return getattr(self._engine, name)
-
-    def fill_batch(self, reqs, on_draft=None, cancelled=None):
-        self.calls.append(len(reqs))
-        self.entered.set()
-        if self.gate is not None:
-            self.gate.wait(30)
-            self.gate = None
-        if self.fail_next is not None:
-            exc, self.fail_next = self.fail_next, None
-            raise exc
-        return self._engine.fill_batch(reqs, on_draft, cancelled)
 
 
 @pytest.fixture
@@ -91,24 +54,6 @@ async def start_daemon(tiny_engine, runtime_dir):
 @pytest.fixture
 async def daemon(start_daemon):
     return await start_daemon()
-
-
-@contextlib.asynccontextmanager
-async def raw(daemon: Daemon, token: str | None = None):
-    """A bare websocket with the daemon's token, to look at the frames themselves."""
-    headers = {"Authorization": f"Bearer {token or daemon.token}"}
-    async with connect(daemon.address, additional_headers=headers, max_size=None, compression=None) as ws:
-        yield ws
-
-
-async def recv(ws, timeout: float = 20) -> dict:
-    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
-
-
-@contextlib.asynccontextmanager
-async def client(daemon: Daemon):
-    async with DaemonClient(daemon.address) as c:
-        yield c
 
 
 # -- auth and binding ------------------------------------------------------------------------------------------
@@ -329,12 +274,6 @@ async def test_client_reports_a_dropped_connection(start_daemon):
 
 
 # -- the command line, end to end ------------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _dead_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
@@ -344,7 +283,7 @@ def _dead_pid() -> int:
 async def test_ensure_daemon_starts_one_and_the_cli_queries_and_stops_it(tiny_model_dir, runtime_dir, run_cli,
                                                                           monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the daemon child never touches the network either
-    port = _free_port()
+    port = free_port()
     address = f"ws://127.0.0.1:{port}"
     auth.write_state(port, {"pid": _dead_pid(), "address": address})  # a stale state file from a crash
     proc = run_cli("daemon", "status", "--port", str(port))
