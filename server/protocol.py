@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024  # one request carries a whole document
 MAX_TEXT_CHARS = 2_000_000  # documents larger than this are refused
 MAX_ID_CHARS = 128
+MAX_DEPTH = 16  # JSON nesting levels; a client message has 2 (the lists of 'range' and 'lengths')
 QUALITIES = ("fast", "balanced", "thinking")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads turns an unpaired "\\ud800" escape into one
 
@@ -177,27 +178,30 @@ def _decode(raw: str | bytes) -> dict[str, Any]:
         raise ProtocolError(ErrorCode.BAD_REQUEST, f"not JSON: {exc}") from None
     except ValueError:  # an integer literal over Python's limit of 4300 digits
         raise ProtocolError(ErrorCode.BAD_REQUEST, "a number in the message has too many digits") from None
-    # A lone surrogate cannot be encoded as UTF-8: echoed in a reply it would break the connection's writer,
-    # and in a document it fails the tokenizer (and the whole batch it shares).
-    _check(not _has_lone_surrogate(data), "a string in the message holds an unpaired UTF-16 surrogate (\\ud800-"
-           "\\udfff escape): send well-formed Unicode")
+    problem = _structure_problem(data)
+    _check(problem is None, problem or "")
     _check(isinstance(data, dict), "a message must be a JSON object with a 'type' field")
     _check(isinstance(data.get("type"), str), "a message needs a string 'type' field")
     return data
 
 
-def _has_lone_surrogate(value: Any) -> bool:
-    stack = [value]
+def _structure_problem(value: Any) -> str | None:
+    """Why decoded JSON cannot be a message whatever its fields: nested deeper than MAX_DEPTH (refused the same
+    way at any depth, not by where the interpreter's recursion limit falls), or a string holding an unpaired
+    surrogate (it cannot be encoded as UTF-8: echoed in a reply it would break the connection's writer, and in a
+    document it fails the tokenizer and the whole batch it shares)."""
+    stack = [(value, 1)]
     while stack:
-        v = stack.pop()
+        v, depth = stack.pop()
         if isinstance(v, str):
             if not v.isascii() and _LONE_SURROGATE.search(v):
-                return True
-        elif isinstance(v, dict):
-            stack += [*v.keys(), *v.values()]
-        elif isinstance(v, list):
-            stack += v
-    return False
+                return "a string in the message holds an unpaired UTF-16 surrogate (\\ud800-\\udfff escape): " \
+                       "send well-formed Unicode"
+        elif isinstance(v, dict | list):
+            if depth > MAX_DEPTH:
+                return f"JSON nested deeper than {MAX_DEPTH} levels"
+            stack += [(x, depth + 1) for x in ([*v.keys(), *v.values()] if isinstance(v, dict) else v)]
+    return None
 
 
 def _request_id(data: dict[str, Any]) -> str | None:
