@@ -8,7 +8,8 @@ the category it belongs to (for the counts), and, where the category defines it,
     unknown        an unknown message type, or an extra field
     literal        a number over any limit, NaN, Infinity, -Infinity, 1e400 in place of one field's value
     surrogate      an unpaired UTF-16 surrogate escape (\\ud800) in one string, or in a field name
-    nested         JSON nested thousands deep, as the whole frame or as one field's value
+    nested         JSON nested deeper than protocol.MAX_DEPTH, up to 200,000 levels, as the whole frame or as one
+                   field's value
     garbage        arbitrary text, arbitrary bytes, and valid frames cut or spliced at random points
 """
 
@@ -20,7 +21,16 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from server.protocol import MAX_ID_CHARS, QUALITIES, CancelMessage, ErrorCode, Message, ProtocolError, parse
+from server.protocol import (
+    MAX_DEPTH,
+    MAX_ID_CHARS,
+    QUALITIES,
+    CancelMessage,
+    ErrorCode,
+    Message,
+    ProtocolError,
+    parse,
+)
 
 # The JSON types each field of each message takes ("null": the field may be null or left out).
 FIELDS: dict[str, dict[str, set[str]]] = {
@@ -188,17 +198,18 @@ def surrogate(draw) -> Frame:
 
 @st.composite
 def nested(draw) -> Frame:
-    depth = draw(st.sampled_from([64, 1000, 5000, 50_000, 200_000]))
+    depth = draw(st.sampled_from([MAX_DEPTH, 64, 900, 1000, 5000, 50_000, 200_000]))
     opener, closer = draw(st.sampled_from([("[", "]"), ('{"a":', "}")]))
     closed = draw(st.booleans())
     value = opener * depth + ("1" + closer * depth if closed else "")
     if draw(st.booleans()):
-        return Frame("nested", value)
+        return Frame("nested", value, code=ErrorCode.BAD_REQUEST)
     msg = draw(valid_messages())
     field = draw(st.sampled_from(sorted(FIELDS[msg["type"]])))
     marker = "\u2603placeholder\u2603"
     text = json.dumps({**msg, field: marker}, ensure_ascii=False)
-    return Frame("nested", text.replace(json.dumps(marker, ensure_ascii=False), value))
+    # refused as a whole whatever the field (and wherever the recursion limit of the process falls): no id
+    return Frame("nested", text.replace(json.dumps(marker, ensure_ascii=False), value), code=ErrorCode.BAD_REQUEST)
 
 
 @st.composite
