@@ -12,6 +12,7 @@ read the file can use the daemon, so a file with looser permissions than 0600 is
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import secrets
@@ -19,6 +20,16 @@ import stat
 from pathlib import Path
 
 from infill.errors import BadInputError
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or an address) stays on this machine; binding or dialing elsewhere needs consent."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 APP_DIR = "infill"
 TOKEN_FILE = "token"

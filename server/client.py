@@ -208,18 +208,6 @@ def _port(address: str) -> int:
     return parts.port or 8977
 
 
-def _is_loopback_address(address: str) -> bool:
-    host = urlsplit(address).hostname or ""
-    if host == "localhost":
-        return True
-    import ipaddress
-
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 async def _try_connect(address: str) -> DaemonClient | None:
     client = DaemonClient(address)
     try:
@@ -236,7 +224,7 @@ async def ensure_daemon(address: str = DEFAULT_ADDRESS, model: str | None = None
     seconds for it to answer; raises DaemonUnavailable with the log's last lines if it does not."""
     if (client := await _try_connect(address)) is not None:
         return client
-    if not _is_loopback_address(address):
+    if not auth.is_loopback(urlsplit(address).hostname or ""):
         raise DaemonUnavailable(f"no daemon answers at {address}, and daemons are only started on loopback "
                                 "(start one there by hand with `infill daemon --host ...`)")
     port = _port(address)

@@ -31,7 +31,6 @@ import asyncio
 import collections
 import contextlib
 import hmac
-import ipaddress
 import logging
 import os
 import queue
@@ -90,15 +89,6 @@ class DaemonConfig:
             raise ValueError("max_batch and max_queue must be at least 1")
         if self.batch_window < 0:
             raise ValueError("batch_window must be >= 0")
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def ws_address(host: str, port: int) -> str:
@@ -238,7 +228,7 @@ class Daemon:
     async def start(self) -> None:
         """Check the bind address and the token, bind, write the state file, start the model thread."""
         host = self.config.host
-        if not is_loopback(host) and not self.config.allow_remote:
+        if not auth.is_loopback(host) and not self.config.allow_remote:
             raise BadInputError(f"refusing to bind {host}: the daemon listens on loopback only unless the address "
                                 "is given explicitly with --host")
         if self.token is None:

@@ -131,7 +131,7 @@ def run_daemon(args: argparse.Namespace) -> int:
     import asyncio
 
     from . import auth
-    from .daemon import is_loopback
+    from .auth import is_loopback
 
     auth.load_or_create_token()  # an unsafe token file stops us before the model loads
     host = args.host or "127.0.0.1"

@@ -20,7 +20,8 @@ from websockets.sync.client import connect
 
 from infill.errors import BadInputError
 from server import auth
-from server.daemon import Daemon, DaemonConfig, is_loopback
+from server.auth import is_loopback
+from server.daemon import Daemon, DaemonConfig
 
 
 def handshake(daemon_proc, headers=(), path: str = "/", subprotocols=None) -> int:
