@@ -94,6 +94,16 @@ def trim_overlap(middle: str, suffix: str, cfg: ConstraintConfig) -> list[str]:
     return variants
 
 
+def fit_first_line(middle: str, line_before: str, unit: str) -> str:
+    """When the hole starts after a line's indentation, the middle's own leading blanks must not leave the line
+    off the indentation grid (`    ` + ` total = 1` gives five spaces): such blanks are dropped."""
+    if not line_before or line_before.strip() or not middle[:1].isspace() or middle[:1] in "\r\n":
+        return middle
+    lead = middle[: len(middle) - len(middle.lstrip(" \t"))]
+    step = len(unit.expandtabs(4)) or 4
+    return middle if len((line_before + lead).expandtabs(4)) % step == 0 else middle[len(lead) :]
+
+
 def keep_line_break(middle: str, replaced: str) -> str:
     """A range that ended with a line break keeps it: whole-line selections must not merge with the next line."""
     for newline in ("\r\n", "\n", "\r"):

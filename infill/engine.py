@@ -16,6 +16,7 @@ from .constraints import (
     ban_processor,
     check_splice,
     detect_indent_unit,
+    fit_first_line,
     keep_line_break,
     middle_ids,
     reindent,
@@ -296,7 +297,9 @@ class Engine:
         cfg = self.config.constraints
         suffix = text[hole.end :]
         if cfg.reindent:
-            middle = reindent(middle, hole, detect_indent_unit(text[: hole.start][-20000:]))
+            unit = detect_indent_unit(text[: hole.start][-20000:])
+            middle = reindent(middle, hole, unit)
+            middle = fit_first_line(middle, text[text.rfind("\n", 0, hole.start) + 1 : hole.start], unit)
         middle = keep_line_break(middle, text[hole.start : hole.end])
         variants = [middle]
         if cfg.trim_overlap:

@@ -5,6 +5,7 @@ from infill.constraints import (
     ban_processor,
     check_splice,
     detect_indent_unit,
+    fit_first_line,
     keep_line_break,
     middle_ids,
     reindent,
@@ -69,3 +70,10 @@ def test_a_whole_line_range_keeps_its_line_break():
     assert keep_line_break("y = 2\n", "x = 1\n") == "y = 2\n"
     assert keep_line_break("y = 2", "x = 1") == "y = 2"
     assert keep_line_break("", "x = 1\n") == ""  # deleting the line stays a deletion
+
+
+def test_a_middle_after_the_indentation_stays_on_the_indentation_grid():
+    assert fit_first_line(" total = 1", "    ", "    ") == "total = 1"  # five spaces would be off the grid
+    assert fit_first_line("    total = 1", "    ", "    ") == "    total = 1"  # eight: a deeper block, kept
+    assert fit_first_line(" + 1", "x = a", "    ") == " + 1"  # not at the indentation: untouched
+    assert fit_first_line(" y", "", "    ") == " y"  # column 0: nothing to fit
