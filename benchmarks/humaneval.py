@@ -15,6 +15,7 @@ import gzip
 import json
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -38,13 +39,17 @@ def load(name: str, data_dir: Path, limit: int, per_problem: int) -> list[dict]:
     with gzip.open(data_dir / SETS[name], "rt") as fh:
         rows = [json.loads(line) for line in fh]
     if per_problem:
-        seen: dict[str, int] = {}
+        # The first holes of each problem; in the multi-line set a seeded random choice among the holes of two
+        # lines or more (its first hole per problem is one line, the same hole as the single-line set's).
+        by_problem: dict[str, list[dict]] = {}
+        for row in rows:
+            by_problem.setdefault(row["task_id"].split("/")[2], []).append(row)
         picked = []
-        for row in rows:  # evenly spread: every k-th hole of each problem
-            problem = row["task_id"].split("/")[2]
-            if seen.get(problem, 0) < per_problem:
-                picked.append(row)
-                seen[problem] = seen.get(problem, 0) + 1
+        for problem, group in by_problem.items():
+            if name == "multi-line":
+                group = [r for r in group if r["canonical_solution"].strip("\n").count("\n") >= 1] or group
+                group = random.Random(f"{name}/{problem}").sample(group, len(group))
+            picked += group[:per_problem]
         rows = picked
     return rows[:limit] if limit else rows
 
