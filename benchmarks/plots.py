@@ -204,7 +204,8 @@ def plot_scaling(speed: dict, cache: dict | None, out: Path) -> None:
     ax.set_xscale("log")
     ax.set_xlabel("file length (lines) while typing a line")
     ax.set_ylabel("ms per keystroke")
-    ax.legend(fontsize=7)
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.45)  # room for the legend above the data
+    ax.legend(fontsize=7, ncol=2, loc="upper left")
     ax.set_title("Latency against file length: encoder-cache reuse", fontsize=9)
 
     b = t["batch"]

@@ -94,13 +94,19 @@ def load_holes(name: str, limit: int, seed: int) -> list[Hole]:
     """One hole per problem, problems in a seeded order, the first `limit` (0: all)."""
     rng = random.Random(f"{seed}:{name}")
     if name in HE_SETS:
-        rows = humaneval.load(name, humaneval.DATA, 0, 1)  # the first hole of each problem (--per-problem 1)
+        if name == "multi-line":  # its first hole of every problem is a one-line range (L0_L0): draw one instead
+            by_problem: dict[str, list[dict]] = {}
+            for r in humaneval.load(name, humaneval.DATA, 0, 0):
+                by_problem.setdefault(r["task_id"].split("/")[2], []).append(r)
+            rows = [rng.choice(by_problem[k]) for k in sorted(by_problem, key=int)]
+        else:  # the first hole of each problem, as humaneval.py --per-problem 1 (its 164-hole run scores the same)
+            rows = humaneval.load(name, humaneval.DATA, 0, 1)
         rng.shuffle(rows)
         holes = [Hole(name, r["task_id"], r["prompt"] + r["suffix"], len(r["prompt"]), r["canonical_solution"], r)
                  for r in rows]
     else:
         rows = [r for r in safim_rows(name) if r["lang"] == "python"]
-        by_problem: dict[str, list[dict]] = {}
+        by_problem = {}
         for r in rows:  # a Codeforces problem can give several tasks: its statement is the key
             by_problem.setdefault(r["prompt"].split("\nCode:")[0], []).append(r)
         keys = sorted(by_problem)
@@ -249,21 +255,26 @@ def run_unit_tests(row: dict, completion: str, timeout: float = UNIT_TEST_TIMEOU
 
 def score_safim(name: str, row: dict, raw: str) -> dict:
     """The authors' verdict on one raw middle: truncation, then exact match, then (block/control) tests."""
+    from infill.syntax import syntax_errors
+
     completion = TRUNCATE[name](row, raw)
+    # syntax ok: the raw middle in the bare program parses (the engine's own verdict is taken on the
+    # instruction prompt, whose prose header is already a syntax error, so it says little here)
+    syntax_ok = not syntax_errors(row["eval_prompt"].replace("{{completion}}", raw), "python")  # ERROR or MISSING
     if name == "safim-api":
         exact = api_match(completion, row["ground_truth"])
-        return {"completion": completion, "exact": exact, "passed": exact, "compiles": None}
+        return {"completion": completion, "exact": exact, "passed": exact, "compiles": None, "syntax_ok": syntax_ok}
     exact = completion == row["ground_truth"]
     passed = exact or (bool(completion.strip()) and run_unit_tests(row, completion))
     compiles = parses(row["eval_prompt"].replace("{{completion}}", completion))
-    return {"completion": completion, "exact": exact, "passed": passed, "compiles": compiles}
+    return {"completion": completion, "exact": exact, "passed": passed, "compiles": compiles, "syntax_ok": syntax_ok}
 
 
 def score(hole: Hole, raw: str, timeout: float) -> dict:
     if hole.set in SAFIM_SETS:
         return score_safim(hole.set, hole.row, raw)
     return {"completion": raw, "exact": humaneval.exact(raw, hole.truth),
-            "passed": humaneval.passes(hole.row, raw, timeout), "compiles": None}
+            "passed": humaneval.passes(hole.row, raw, timeout), "compiles": None, "syntax_ok": None}
 
 
 def truth_check(holes: list[Hole], timeout: float) -> dict:
@@ -345,30 +356,34 @@ def run_hole(engines, hole: Hole, name: str, variant: Variant, seed: int, timeou
     raw = middle_of(hole.text, hole.cursor, res)
     verdict = score(hole, raw, timeout)
     return {"set": hole.set, "task_id": hole.task_id, "variant": name, "passed": verdict["passed"],
-            "exact": verdict["exact"], "syntax_ok": res.syntax_ok, "compiles": verdict["compiles"],
+            "exact": verdict["exact"], "compiles": verdict["compiles"], "engine_syntax_ok": res.syntax_ok,
+            "syntax_ok": res.syntax_ok if verdict["syntax_ok"] is None else verdict["syntax_ok"],
             "forward_passes": res.forward_passes, "steps": res.steps, "tokens": res.tokens,
             "seconds": round(res.seconds, 3), "kind": res.kind, "lengths": [c.length for c in res.candidates],
             "completion": verdict["completion"], "raw": raw if raw != verdict["completion"] else None}
 
 
-def report_of(args, engines, holes, records, started, truth) -> dict:
-    sets = {}
-    for name in dict.fromkeys(h.set for h in holes):
-        sets[name] = {v: summarize([r for r in records if r["set"] == name and r["variant"] == v])
-                      for v in args.variants}
+def report_of(args, engines, records, started, truth, previous: dict | None = None) -> dict:
+    sets_run = list(dict.fromkeys(r["set"] for r in records))
+    sets = {name: {v: summarize([r for r in records if r["set"] == name and r["variant"] == v]) for v in args.variants}
+            for name in sorted(sets_run, key=ALL_SETS.index)}
+    command = "python benchmarks/quality.py " + " ".join(sys.argv[1:])
+    if previous:  # --merge: the earlier run's command first
+        command = previous["command"] + "; then " + command
     return {
         "commit": git_commit(), "machine": machine_name(engines[True]), "model": engines[True].model_id,
         "parameters": sum(p.numel() for p in engines[True].backend.model.parameters())
         if hasattr(engines[True].backend, "model") else None,
-        "command": "python benchmarks/quality.py " + " ".join(sys.argv[1:]),
-        "seed": args.seed, "holes_per_set": {n: sum(h.set == n for h in holes) for n in dict.fromkeys(h.set for h in holes)},
-        "selection": "one hole per problem (HumanEval: the first of each problem, as humaneval.py --per-problem 1; "
-                     f"SAFIM: one task per Codeforces statement), problems shuffled with seed {args.seed}, the first "
-                     f"{args.limit or 'all'} per set; every variant on every hole",
+        "command": command, "seed": args.seed,
+        "holes_per_set": {n: len({r["task_id"] for r in records if r["set"] == n}) for n in sets},
+        "selection": "one hole per problem (HumanEval single-line: the first of each problem, as humaneval.py "
+                     "--per-problem 1; multi-line: one drawn per problem, since the first is always a one-line range; "
+                     "SAFIM: one task per Codeforces statement), problems shuffled with seed "
+                     f"{args.seed}, the first {args.limit or 'all'} per set; every variant on every hole",
         "variants": {v: VARIANTS[v].__dict__ for v in args.variants},
-        "runner_check_ground_truth_passes": truth,
+        "runner_check_ground_truth_passes": {**(previous or {}).get("runner_check_ground_truth_passes", {}), **truth},
         "unit_test_timeout_s": UNIT_TEST_TIMEOUT, "humaneval_timeout_s": args.timeout,
-        "wall_seconds": round(time.perf_counter() - started, 1),
+        "wall_seconds": round(time.perf_counter() - started + (previous or {}).get("wall_seconds", 0), 1),
         "sets": sets, "records": records,
     }
 
@@ -392,8 +407,11 @@ def markdown(report: dict) -> str:
         "",
         "pass@1: HumanEval executes the tests; SAFIM block/control: exact match after the authors' truncation, "
         "else the unit tests; SAFIM api: whitespace-free (or same-arguments) match. exact: HumanEval line-wise "
-        "match, SAFIM the authors' match. syntax ok: the engine's verdict (the splice adds no syntax error). "
+        "match, SAFIM the authors' match. syntax ok: HumanEval the engine's verdict (the splice adds no syntax error), "
+        "SAFIM the raw middle in the bare program parses (the prompt's prose header defeats the engine's verdict). "
         "Brackets: 95% Wilson intervals: with this few holes, differences inside them are noise.",
+        "",
+        "empty: no middle (SAFIM: after truncation). passes: encoder + decoder passes per hole (mean).",
         "",
         "| set | variant | holes | pass@1 | exact | syntax ok | empty | passes | steps | tokens | s (p50) |",
         "|---|---|---:|---|---|---|---:|---:|---:|---:|---:|",
@@ -409,6 +427,28 @@ def markdown(report: dict) -> str:
     return "\n".join(out)
 
 
+def rescore(path: Path) -> int:
+    """Score the stored SAFIM middles again (the raw middle is kept whenever truncation changed it)."""
+    report = json.loads(path.read_text())
+    rows = {r["task_id"]: r for name in SAFIM_SETS for r in safim_rows(name) if r["lang"] == "python"}
+    for rec in report["records"]:
+        if rec["set"] in SAFIM_SETS:
+            raw = rec["raw"] if rec.get("raw") is not None else rec["completion"]
+            rec.setdefault("engine_syntax_ok", rec["syntax_ok"])
+            verdict = score_safim(rec["set"], rows[rec["task_id"]], raw)
+            rec.update(passed=verdict["passed"], exact=verdict["exact"], compiles=verdict["compiles"],
+                       syntax_ok=verdict["syntax_ok"], completion=verdict["completion"],
+                       raw=raw if raw != verdict["completion"] else None)
+    for name, variants in report["sets"].items():
+        for v in variants:
+            variants[v] = summarize([r for r in report["records"] if r["set"] == name and r["variant"] == v])
+    report["rescored_with"] = git_commit()
+    path.write_text(json.dumps(report, indent=1) + "\n")
+    path.with_suffix(".md").write_text(markdown(report))
+    print(markdown(report))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sets", nargs="+", default=list(ALL_SETS), choices=ALL_SETS)
@@ -420,15 +460,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="hole order and sampling seed")
     p.add_argument("--timeout", type=float, default=3.0, help="HumanEval test time limit (the official 3 s)")
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--merge", action="store_true", help="keep --out's records of the sets not run now")
+    p.add_argument("--rescore", action="store_true",
+                   help="no model: score --out's stored SAFIM middles again with the current scoring code")
     args = p.parse_args(argv)
+    if args.rescore:
+        return rescore(args.out)
 
+    previous = json.loads(args.out.read_text()) if args.merge and args.out and args.out.exists() else None
+    kept = [r for r in (previous or {}).get("records", []) if r["set"] not in args.sets]
     engines = build_engines(args.model, args.threads, args.device)
     per_set = [load_holes(name, args.limit, args.seed) for name in args.sets]
     # round robin over the sets: a run cut short still has every set, on its first holes
     holes = [h for group in zip_longest(*per_set) for h in group if h is not None]
     truth = truth_check(holes, args.timeout)
     print(f"{len(holes)} holes x {len(args.variants)} variants; ground truth passes: {truth}", file=sys.stderr)
-    started, records = time.perf_counter(), []
+    started, records = time.perf_counter(), list(kept)
     for i, hole in enumerate(holes):
         for name in args.variants:
             records.append(run_hole(engines, hole, name, VARIANTS[name], args.seed, args.timeout))
@@ -439,12 +486,11 @@ def main(argv: list[str] | None = None) -> int:
               + f"  ({len(done) // len(args.variants)} in set, {time.perf_counter() - started:.0f} s)",
               file=sys.stderr, flush=True)
         if args.out:
-            report = report_of(args, engines, holes, records, started, truth)
+            report = report_of(args, engines, records, started, truth, previous)
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(report, indent=1) + "\n")
             args.out.with_suffix(".md").write_text(markdown(report))
-    report = report_of(args, engines, holes, records, started, truth)
-    print(markdown(report))
+    print(markdown(report_of(args, engines, records, started, truth, previous)))
     return 0
 
 

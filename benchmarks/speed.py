@@ -20,6 +20,7 @@ so every request runs its full step budget):
   - latency against canvas length 16..256 (engine, one candidate, `--steps` steps; and one decoder pass);
   - latency against file length, with and without encoder-cache reuse (typing a line, as cache_reuse.py does);
   - micro-batching: `Engine.fill_batch` with 1, 2, 4, 8 requests against the same requests one by one.
+  (`fast` preset there: no repairs or escalation, so a request is its prefill and denoising loop.)
 Part 3, no new runs: the H100 figures of gpu_speed.json and the daemon figures of cache_reuse.json.
 
     python benchmarks/speed.py --per-kind 6 --threads 1 --out benchmarks/results/speed.json
@@ -51,6 +52,7 @@ import quality  # noqa: E402  (hole loading, splicing, machine and commit)
 RESULTS = ROOT / "benchmarks" / "results"
 KINDS = ("line", "expression", "statement", "block", "range")
 STOCK_STEPS = 48  # max_denoising_steps of the released settings
+SWEEP_QUALITY = "fast"  # part 2: no repair rounds, no escalation, so a request is its denoising loop and no more
 # Where each kind's holes come from, in order (the sizer decides the kind; sources are tried until full).
 SOURCES = {"statement": ("single-line",), "line": ("safim-control", "random-span-light", "safim-api"),
            "expression": ("random-span-light", "safim-api", "safim-control"), "block": ("safim-block", "random-span-light"),
@@ -195,7 +197,7 @@ def run_three(engine, hole: SpeedHole, seed: int) -> dict:
     out["candidates"] = [c.length for c in res.candidates]
     out["engine"] = {"passes": res.forward_passes, "tokens": res.tokens, "seconds": round(seconds, 4),
                      "steps": res.steps, "exact": humaneval.exact(middle, hole.truth), "syntax_ok": res.syntax_ok,
-                     "text": res.text}
+                     "stopped_early": res.steps < STOCK_STEPS, "text": res.text}
 
     sized = spans.size_hole(hole.text, "python", cursor=hole.cursor, span=hole.span,
                             count_tokens=engine.count_tokens, config=engine.config.sizing)
@@ -217,12 +219,14 @@ def run_three(engine, hole: SpeedHole, seed: int) -> dict:
     ar = ar_decode(backend, state, chosen, seed)
     seconds = time.perf_counter() - t
     out["ar_equivalent"] = finish(ar.ids, 1 + ar.passes, seconds, time.perf_counter())
+    out["ar_equivalent"]["stopped_early"] = ar.finished  # committed the end token inside the canvas
 
     backend.clear_cache()
     t = time.perf_counter()
     ids, enc, dec = stock_generate(backend, list(prompt.encoder_ids), chosen, seed)
     seconds = time.perf_counter() - t
     out["stock_generate"] = finish(ids, enc + dec, seconds, time.perf_counter())
+    out["stock_generate"]["stopped_early"] = dec < STOCK_STEPS
     return out
 
 
@@ -248,7 +252,9 @@ def method_summary(rows: list[dict], method: str) -> dict:
             "latency_p95_s": round(pct([r["seconds"] for r in runs], 0.95), 3),
             "exact_match": round(sum(r["exact"] for r in runs) / max(len(runs), 1), 4),
             "syntax_ok": round(sum(r["syntax_ok"] for r in runs) / max(len(runs), 1), 4),
-            "empty": round(sum(r["tokens"] == 0 for r in runs) / max(len(runs), 1), 4)}
+            "empty": round(sum(r["tokens"] == 0 for r in runs) / max(len(runs), 1), 4),
+            # engine and stock: the chosen run stopped before its 48 steps; AR: it committed the end token
+            "stopped_early": round(sum(bool(r.get("stopped_early")) for r in runs) / max(len(runs), 1), 4)}
 
 
 def compare(rows: list[dict]) -> dict:
@@ -289,7 +295,8 @@ def canvas_sweep(engine, doc: str, cursor: int, lengths: list[int], steps: int, 
         canvas = torch.randint(0, backend.vocab_size, (1, length))
         backend.denoise(state, canvas, None)  # warm
         step = median_time(lambda c=canvas: backend.denoise(state, c, None), repeats)
-        req = InfillRequest(text=doc, cursor=cursor, language="python", lengths=(length,), max_steps=steps, seed=0)
+        req = InfillRequest(text=doc, cursor=cursor, language="python", lengths=(length,), max_steps=steps, seed=0,
+                            quality=SWEEP_QUALITY)
         engine.fill(req)  # warm (the prompt is cached from here on: this measures the canvas, not the prefill)
         fill = median_time(lambda r=req: engine.fill(r), repeats)
         rows.append({"canvas": length, "decoder_pass_ms": round(step * 1000, 2), "request_s": round(fill, 4),
@@ -318,7 +325,7 @@ def file_sweep(engines: dict, sizes: list[int], keystrokes: int, length: int, st
                 before = backend.cache_stats.seconds
                 t = time.perf_counter()
                 engines[mode].fill(InfillRequest(text=doc, cursor=cursor, language="python", lengths=(length,),
-                                                 max_steps=steps, seed=0))
+                                                 max_steps=steps, seed=0, quality=SWEEP_QUALITY))
                 got[mode].append({"latency": time.perf_counter() - t, "prefill": backend.cache_stats.seconds - before})
         row = {"file_lines": lines, "keystrokes": len(docs)}
         for mode, runs in got.items():
@@ -340,8 +347,8 @@ def batch_sweep(engine, docs: list[tuple[str, int]], sizes: list[int], length: i
 
     rows = []
     for n in sizes:
-        reqs = [InfillRequest(text=d, cursor=c, language="python", lengths=(length,), max_steps=steps, seed=i)
-                for i, (d, c) in enumerate(docs[:n])]
+        reqs = [InfillRequest(text=d, cursor=c, language="python", lengths=(length,), max_steps=steps, seed=i,
+                              quality=SWEEP_QUALITY) for i, (d, c) in enumerate(docs[:n])]
 
         def batched(reqs=reqs):
             engine.backend.clear_cache()
@@ -394,15 +401,16 @@ def markdown(r: dict) -> str:
         "",
         r["holes"]["note"],
         "",
-        "| kind | method | passes/token | passes/hole | tokens/hole | tokens/s | p50 s | p95 s | exact | syntax ok | empty |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| kind | method | passes/token | passes/hole | tokens/hole | tokens/s | p50 s | p95 s | exact | syntax ok | empty "
+        "| stopped early |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for kind, group in s.items():
         for m in METHODS:
             g = group[m]
             out.append(f"| {kind} | {m} | {g['passes_per_token']:g} | {g['passes_per_hole']:g} | {g['tokens_per_hole']:g} "
                        f"| {g['tokens_per_s']:g} | {g['latency_p50_s']:g} | {g['latency_p95_s']:g} | {g['exact_match']:.0%} "
-                       f"| {g['syntax_ok']:.0%} | {g['empty']:.0%} |")
+                       f"| {g['syntax_ok']:.0%} | {g['empty']:.0%} | {g['stopped_early']:.0%} |")
     out += ["", "| kind | engine/AR passes per token | engine/stock passes per token | engine/AR passes per hole "
             "| engine/stock passes per hole |", "|---|---:|---:|---:|---:|"]
     for kind, group in s.items():
@@ -410,6 +418,8 @@ def markdown(r: dict) -> str:
                    f"| {group['passes_per_hole_ratio_vs_stock']} |")
     t = r["timing"]
     out += ["", f"## Timing on a random-init `{t['preset']}` checkpoint (every request runs all its steps)", "",
+            f"Requests use the `{SWEEP_QUALITY}` preset with a fixed step budget: no repairs and no escalation, so a "
+            "request is its prefill (when not cached), its denoising loop and post-processing.", "",
             f"Latency against canvas length ({t['canvas'][0]['steps']} steps, one candidate, prompt cached):", "",
             "| canvas | one decoder pass ms | request s | canvas tokens/s |", "|---:|---:|---:|---:|"]
     out += [f"| {c['canvas']} | {c['decoder_pass_ms']} | {c['request_s']} | {c['canvas_tokens_per_s']} |" for c in t["canvas"]]
@@ -501,7 +511,9 @@ def main(argv: list[str] | None = None) -> int:
                            "note": "AR-equivalent and stock generate() get the canvas of the candidate the engine chose "
                                    "(stock: canvas_length = max_new_tokens = that length; 48 steps). Passes include "
                                    "the encoder pass. passes/token = all passes / all middle tokens (an empty middle "
-                                   "adds passes and no tokens). exact: line-wise match with the true middle."}
+                                   "adds passes and no tokens). exact: line-wise match with the true middle. stopped early: the "
+                                   "engine's chosen run or stock generate() stopped before 48 steps (adaptive stop); "
+                                   "AR: committed the end token before the canvas ran out."}
         save()
 
     if not args.skip_timing:

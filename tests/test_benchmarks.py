@@ -80,6 +80,9 @@ def test_score_safim_exact_match_first_then_tests():
     assert not wrong["exact"] and not wrong["passed"]
     empty = quality.score_safim("safim-block", BLOCK, "")
     assert not empty["passed"]
+    broken = quality.score_safim("safim-block", BLOCK, "x = (1,\n")  # the raw middle is judged before truncation
+    assert broken["completion"] == "" and not broken["syntax_ok"]
+    assert quality.score_safim("safim-api", {"ground_truth": "f(1)", "eval_prompt": "y = {{completion}}\n"}, "f( 1 )")["passed"]
 
 
 def test_middle_of_accounts_for_a_widened_hole():
