@@ -8,7 +8,9 @@ The text is kept exactly as it is on disk (CRLF stays CRLF); only a UTF-8 byte-o
 the text and put back on write, so that columns count from the first real character. A write goes to
 a temporary file in the same directory, is flushed to disk, takes the original's permission bits (and
 owner when allowed), and replaces the original with one `os.replace`: a reader sees the old file or the
-new one, never half of each.
+new one, never half of each. A writer killed between creating and renaming its temporary file leaves
+it behind (`.NAME.PID.XXXX.infill-tmp`); the next write to the same file removes those whose writer is
+no longer running.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from .errors import BadInputError, FileChangedError
 
 DEFAULT_MAX_BYTES = 2 * 1024 * 1024  # larger files are refused (CLI: --max-bytes)
 BINARY_SNIFF_BYTES = 8192  # bytes looked at to decide whether a file is text
+TEMP_SUFFIX = ".infill-tmp"  # temporary files of atomic writes: .NAME.PID.XXXX.infill-tmp
 BINARY_CONTROL_SHARE = 0.10  # a file whose sniffed bytes are more than this share of control bytes is binary
 UTF8_BOM = b"\xef\xbb\xbf"
 STDIN = "-"
@@ -183,9 +186,10 @@ def write_atomic(source: SourceText, new_text: str) -> None:
         data = (UTF8_BOM if source.bom else b"") + text.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise BadInputError(f"{source.path}: the new text cannot be encoded as UTF-8: {exc.reason}") from None
+    sweep_stale_temps(target)
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".infill-tmp")
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.{os.getpid()}.", suffix=TEMP_SUFFIX)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -202,6 +206,38 @@ def write_atomic(source: SourceText, new_text: str) -> None:
         if tmp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+
+
+def sweep_stale_temps(target: Path) -> list[Path]:
+    """Remove the temporary files that killed writers left next to `target`; returns what was removed.
+
+    Only files of our own naming scheme, owned by us, whose writer's pid is not running. A pid that is
+    running again (reused) keeps its file: leaving one is harmless, removing a live writer's file is not.
+    """
+    pattern = re.compile(re.escape(f".{target.name}.") + r"(\d+)\.[^/]+" + re.escape(TEMP_SUFFIX))
+    removed: list[Path] = []
+    if not hasattr(os, "geteuid"):  # not POSIX: no pid test we trust
+        return removed
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(target.parent):
+            match = pattern.fullmatch(entry.name)
+            if not match or not entry.is_file(follow_symlinks=False) or _alive(int(match.group(1))):
+                continue
+            with contextlib.suppress(OSError):
+                if entry.stat(follow_symlinks=False).st_uid == os.geteuid():
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # someone else's process, or not a pid we can judge: keep its file
+    return True
 
 
 def _check_unchanged(source: SourceText) -> None:

@@ -208,6 +208,29 @@ def test_write_error_leaves_no_temp_file(tmp_path, monkeypatch):
     assert p.read_text() == "x = 1\n" and leftovers(tmp_path) == []
 
 
+def dead_pid() -> int:
+    import subprocess
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid"), reason="POSIX pids")
+def test_write_sweeps_temp_files_of_killed_writers_only(tmp_path):
+    p = tmp_path / "f.py"
+    p.write_text("x = 1\n")
+    stale = tmp_path / f".f.py.{dead_pid()}.ab12cd.infill-tmp"  # a writer SIGKILLed mid-write left it
+    live = tmp_path / f".f.py.{os.getpid()}.zz99.infill-tmp"  # a writer still running: ours
+    other = tmp_path / f".g.py.{dead_pid()}.ab12cd.infill-tmp"  # another file's
+    unknown = tmp_path / ".f.py.notapid.infill-tmp"  # not our naming scheme
+    for q in (stale, live, other, unknown):
+        q.write_text("half a file")
+    write_atomic(read_source(p), "x = 2\n")
+    assert p.read_text() == "x = 2\n"
+    assert leftovers(tmp_path) == sorted(q.name for q in (live, other, unknown))
+
+
 def test_write_refuses_unencodable_text(tmp_path):
     p = tmp_path / "s.py"
     p.write_text("x = 1\n")

@@ -37,7 +37,7 @@ from test_cli import FakeEngine
 
 from infill import cli as cli_module
 from infill.document import LineIndex
-from infill.files import UTF8_BOM, newline_style
+from infill.files import UTF8_BOM, newline_style, read_source, write_atomic
 
 from .conftest import budget, examples
 
@@ -117,12 +117,13 @@ def test_killed_writers_never_leave_a_partial_file(tmp_path, figures):
     counts = {"killed_mid_write": 0, "killed_elsewhere": 0}
     try:
         for trial in range(trials):
+            before = set(temp_files(tmp_path))  # earlier kills' leftovers: this writer sweeps them
             server.stdin.write("go\n")
             server.stdin.flush()
             pid = int(server.stdout.readline())
             if trial % 2:  # the moment the temporary file appears: in the middle of a write
                 deadline = time.monotonic() + 20
-                while not temp_files(tmp_path):
+                while not set(temp_files(tmp_path)) - before:
                     assert time.monotonic() < deadline, "the writer never wrote"
                 time.sleep(rng.uniform(0, 0.001))
             else:  # anywhere: reading, filling, writing, renaming
@@ -132,14 +133,16 @@ def test_killed_writers_never_leave_a_partial_file(tmp_path, figures):
             assert os.WIFSIGNALED(code) and os.WTERMSIG(code) == signal.SIGKILL, f"the writer ended by itself: {code}"
             version = version_of(path.read_bytes(), version)
             assert stat.S_IMODE(path.stat().st_mode) == MODE
-            left = temp_files(tmp_path)  # what a kill between creating and renaming the temporary file leaves
+            left = set(temp_files(tmp_path)) - before  # a kill between creating and renaming the temporary file
             counts["killed_mid_write" if left else "killed_elsewhere"] += 1
-            for p in left:
-                p.unlink()
     finally:
         server.kill()
         server.wait(10)
     assert version > 0 and counts["killed_mid_write"] >= trials // 8
+    stale = len(temp_files(tmp_path))
+    write_atomic(read_source(path), render(version + 1).decode())  # one writer that lives: it sweeps them all
+    assert temp_files(tmp_path) == [] and version_of(path.read_bytes(), version + 1) == version + 1
+    figures.count("files", "stale_temp_files_swept", stale)
     figures.count("files", "kills", trials)
     figures.count("files", "kills_mid_write", counts["killed_mid_write"])
     figures.count("files", "versions_written_by_killed_writers", version)
