@@ -96,7 +96,7 @@ class Completer:
         """Regenerate [start, end) of the document ("fix this block", "fill selection", infill.fillRange)."""
         settings = self._settings()
         text, version = doc.text, doc.version
-        msg = self._message(doc, settings, span=(start, end))
+        msg = self._message(doc, settings, span=(start, end), quality=settings.action_quality)
         try:
             result = await self._fill(doc, msg, supersedable=False, raise_errors=True)
         except FillError as exc:
@@ -128,10 +128,10 @@ class Completer:
 
     # -- pieces ---------------------------------------------------------------------------------------------
     def _message(self, doc: Document, settings: Settings, cursor: int | None = None,
-                 span: tuple[int, int] | None = None) -> InfillMessage:
+                 span: tuple[int, int] | None = None, quality: str | None = None) -> InfillMessage:
         path = to_fs_path(doc.uri) if doc.uri.startswith("file:") else None
         return InfillMessage(id=self.scheduler.new_request_id(), text=doc.text, cursor=cursor, range=span,
-                             path=path, language=grammar_of(doc), quality=settings.quality,
+                             path=path, language=grammar_of(doc), quality=quality or settings.quality,
                              max_steps=settings.max_steps, seed=settings.seed, deadline_ms=settings.deadline_ms,
                              lengths=settings.lengths)
 

@@ -22,7 +22,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="run the model in this process instead of talking to the daemon")
     p.add_argument("--daemon", metavar="ADDRESS", help="model daemon address (default ws://127.0.0.1:8977)")
     p.add_argument("--debounce", type=int, metavar="MS", help="wait this long for more keystrokes (default 150)")
-    p.add_argument("--quality", choices=("fast", "balanced", "thinking"), help="sampler preset (default balanced)")
+    p.add_argument("--quality", choices=("fast", "balanced", "thinking"),
+                   help="sampler preset of as-you-type completions (default fast)")
+    p.add_argument("--action-quality", choices=("fast", "balanced", "thinking"),
+                   help="sampler preset of 'Fix this block' and 'Fill selection' (default balanced)")
     p.add_argument("--log-file", metavar="PATH", help="also write the log here")
     add_model_arguments(p)
 
@@ -57,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from .settings import Settings
 
     raw = {k: v for k, v in {"model": args.model, "daemon": args.daemon, "debounce": args.debounce,
-                             "quality": args.quality}.items() if v is not None}
+                             "quality": args.quality, "actionQuality": args.action_quality}.items() if v is not None}
     settings, problems = Settings().merged(raw)
     for problem in problems:
         logging.getLogger("infill.lsp").error("%s", problem)

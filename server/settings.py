@@ -4,7 +4,8 @@
       "model": "/path/to/checkpoint",        # default: $INFILL_MODEL, then the bundled model
       "daemon": "ws://127.0.0.1:8977",       # the model daemon's address
       "debounce": 150,                       # ms to wait for more keystrokes before asking the model
-      "quality": "balanced",                 # fast | balanced | thinking
+      "quality": "fast",                     # as-you-type completions: fast | balanced | thinking
+      "actionQuality": "balanced",           # "Fix this block", "Fill selection", infill.fillRange
       "enable": {"markdown": false},         # per LSP languageId; "*" is the default for the others
       "maxSteps": 8,                         # cap on denoising steps (also max_steps)
       "lengths": [8, 16],                    # candidate canvas lengths in tokens (tests, benchmarks)
@@ -36,7 +37,8 @@ class Settings:
     model: str | None = None  # None: $INFILL_MODEL, then the bundled model
     daemon: str = DEFAULT_DAEMON  # websocket address of the model daemon
     debounce_ms: int = 150  # completion requests within this window supersede the earlier ones
-    quality: str = "balanced"  # sampler preset
+    quality: str = "fast"  # sampler preset while typing: latency first (no escalation, no repairs)
+    action_quality: str = "balanced"  # preset of explicit requests (code actions, fillRange): the user waits
     enable: Mapping[str, bool] = field(default_factory=dict)  # languageId -> on/off; "*": the rest
     max_steps: int | None = None  # denoising step cap; None: the quality preset's
     lengths: tuple[int, ...] | None = None  # candidate canvas lengths; None: the span sizer's
@@ -141,6 +143,7 @@ _FIELDS: dict[str, tuple[str, Any]] = {
     "daemon": ("daemon", _address),
     "debounce": ("debounce_ms", _int_in(0, 10_000)),
     "quality": ("quality", _quality),
+    "actionQuality": ("action_quality", _quality),
     "enable": ("enable", _enable),
     "maxSteps": ("max_steps", _int_in(1, 1024, optional=True)),
     "max_steps": ("max_steps", _int_in(1, 1024, optional=True)),

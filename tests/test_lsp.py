@@ -65,8 +65,9 @@ def test_incremental_changes_with_mixed_line_endings_and_form_feeds():
 def test_settings_merge_reports_bad_values_and_keeps_the_rest():
     s, problems = Settings().merged({"infill": {"debounce": 80, "quality": "best", "enable": {"markdown": False},
                                                 "maxSteps": 4, "formattingOptions": {"tabSize": 2, "insertSpaces": True},
-                                                "colour": 1}})
-    assert s.debounce_ms == 80 and s.max_steps == 4 and s.quality == "balanced"
+                                                "actionQuality": "thinking", "colour": 1}})
+    assert s.debounce_ms == 80 and s.max_steps == 4
+    assert s.quality == "fast" and s.action_quality == "thinking"  # typing: latency first; actions: as asked
     assert not s.enabled("markdown") and s.enabled("python")
     assert s.formatting is not None and s.formatting.tab_size == 2
     assert len(problems) == 2 and any("quality" in p for p in problems) and any("colour" in p for p in problems)
@@ -189,6 +190,14 @@ async def test_completer_is_empty_when_the_model_is_away_or_the_language_is_off(
     backend = ScriptedBackend()
     completer, doc = scripted(backend, debounce=0, enable={"python": False})
     assert await completer.at_cursor(doc, 7) is None and not backend.calls
+
+
+async def test_completer_typing_uses_quality_and_actions_use_action_quality():
+    backend = ScriptedBackend(middle="x")
+    completer, doc = scripted(backend, debounce=0)
+    await completer.at_cursor(doc, 7)
+    await completer.over_range(doc, 4, 7)
+    assert [m.quality for m in backend.calls] == ["fast", "balanced"]  # the defaults
 
 
 # == over stdio ==================================================================================================
