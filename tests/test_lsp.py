@@ -200,6 +200,13 @@ async def test_completer_typing_uses_quality_and_actions_use_action_quality():
     assert [m.quality for m in backend.calls] == ["fast", "balanced"]  # the defaults
 
 
+async def test_completer_sends_u_fffd_for_an_unpaired_surrogate_and_keeps_offsets():
+    backend = ScriptedBackend(middle="1")
+    completer, doc = scripted(backend, text='s = "\ud800"\nv = ', debounce=0)
+    assert await completer.at_cursor(doc, 13) == Edit("1", 13, 13)
+    assert backend.calls[0].text == 's = "\ufffd"\nv = '  # same length: the cursor offset still holds
+
+
 # == over stdio ==================================================================================================
 async def start_server(args: list[str], env: dict[str, str], options: dict[str, Any],
                        caps: str = "visual-studio-code") -> LanguageClient:

@@ -268,12 +268,13 @@ async def test_empty_and_newline_only_documents(lsp, text, figures):
 
 
 @on_module_loop
-async def test_a_document_the_model_cannot_take_gets_an_empty_answer(lsp, figures):
-    """An unpaired surrogate (an editor's JS string can hold one; JSON carries it as \\ud800): no suggestion, no
-    error response, and the server goes on."""
+async def test_an_unpaired_surrogate_is_no_obstacle(lsp, figures):
+    """An unpaired surrogate (an editor's JS string can hold one; JSON carries it as \\ud800) cannot go to the
+    model as UTF-8: the model sees U+FFFD in its place, the user still gets a suggestion, and no error."""
     text = 's = "\ud800"\nvalue = '
     uri = open_doc(lsp, "surrogate.py", text)
-    assert (await inline(lsp, uri, T.Position(1, 8))).items == ()
+    assert check_item(await inline(lsp, uri, T.Position(1, 8)), text, T.Position(1, 8)) == 1
     good = open_doc(lsp, "after.py", "def f(x):\n    return \n")
     check_item(await inline(lsp, good, T.Position(1, 11)), "def f(x):\n    return \n", T.Position(1, 11))
+    assert (await status(lsp)).errors == 0
     figures.count("lsp_documents", "requests", 2)
