@@ -33,17 +33,17 @@ def build_summary(quality: dict | None, speed: dict | None, cache: dict | None, 
     overall = holes.get("all", {})
     ppt = {m: float(overall.get(m, {}).get("passes_per_token", 0.0)) for m in METHODS}
 
-    single = {"pass_at_1": 0.0, "exact_match": 0.0, "syntax_ok": 0.0}
-    source = "missing"
-    if humaneval and "single-line" in humaneval.get("sets", {}):
-        s = humaneval["sets"]["single-line"]
-        single = {k: float(s[k]) for k in single} | {"holes": s["holes"]}
-        source = humaneval["command"]
-    elif quality and "single-line" in quality.get("sets", {}):
+    keys = ("pass_at_1", "exact_match", "syntax_ok")
+    single = dict.fromkeys(keys, 0.0) | {"source": "missing"}
+    if quality and "single-line" in quality.get("sets", {}):  # fallback: the variants run's few holes
         s = quality["sets"]["single-line"]["balanced"]
-        single = {k: float(s[k]) for k in single} | {"holes": s["holes"]}
-        source = quality["command"]
-    single["source"] = source
+        single = {k: float(s[k]) for k in keys} | {"holes": s["holes"], "source": quality["command"]}
+    sets = {}
+    for name, s in (humaneval or {}).get("sets", {}).items():  # the full runs, one hole per problem
+        sets["humaneval_" + name.replace("-", "_")] = {k: float(s[k]) for k in keys} | {
+            "holes": s["holes"], "forward_passes_mean": s.get("forward_passes_mean"),
+            "source": s.get("command", humaneval["command"])}
+    sets.setdefault("humaneval_single_line", single)
 
     daemon = (cache or {}).get("files", {}).get("2000", {}).get("prefill_speedup", 0.0)
     in_process = next((f["prefill_speedup"] for f in (speed or {}).get("timing", {}).get("files", [])
@@ -63,7 +63,7 @@ def build_summary(quality: dict | None, speed: dict | None, cache: dict | None, 
         "speed": {"passes_per_token": ppt, "ratio_vs_ar": ratio_ar, "ratio_vs_stock": ratio_stock,
                   "by_kind": by_kind, "command": (speed or {}).get("holes_command"),
                   "holes": (speed or {}).get("holes", {}).get("count", 0)},
-        "quality": {"humaneval_single_line": single},
+        "quality": dict(sorted(sets.items(), key=lambda kv: kv[0] != "humaneval_single_line")),
         "cache": {"prefill_speedup_typing_2000_lines": float(daemon),
                   "source": (cache or {}).get("command"), "in_process_speed_py": in_process},
         "commits": {"quality": (quality or {}).get("commit"), "speed_holes": (speed or {}).get("holes_commit"),
@@ -141,6 +141,8 @@ def plot_passes(speed: dict, out: Path) -> None:
     axes[0].set_title("forward passes per generated token (log)")
     axes[1].set_title("exact match on the same holes")
     axes[1].set_ylim(0, 1)
+    if not any(summary[k][m]["exact_match"] for k in kinds for m in METHODS):  # no bars: say so
+        axes[1].text(0.5, 0.5, "0% for every method and kind", ha="center", transform=axes[1].transAxes)
     for ax in axes:
         ax.set_xticks(range(len(kinds)), kinds)
     axes[0].legend(fontsize=8)

@@ -188,12 +188,14 @@ def test_build_summary_has_the_promised_shape():
     speed_report = {"holes_commit": "abc", "machine": "cpu", "model": "m", "parameters": 18_500_000,
                     "holes": {"count": 2, "summary": speed.compare([_row("line", (10, 10), (12, 10), (49, 10)),
                                                                     _row("block", (20, 40), (42, 40), (49, 40))])}}
-    humaneval = {"command": "python benchmarks/humaneval.py", "sets": {"single-line": {
-        "holes": 164, "pass_at_1": 0.0122, "exact_match": 0.0, "syntax_ok": 0.68}}}
+    humaneval = {"command": "python benchmarks/humaneval.py", "sets": {
+        "single-line": {"holes": 164, "pass_at_1": 0.0122, "exact_match": 0.0, "syntax_ok": 0.68},
+        "multi-line": {"holes": 164, "pass_at_1": 0.0, "exact_match": 0.0, "syntax_ok": 0.5, "command": "other"}}}
     cache = {"command": "python benchmarks/cache_reuse.py", "files": {"2000": {"prefill_speedup": 11.8}}}
     summary = plots.build_summary(None, speed_report, cache, humaneval)
     _check_shape(summary, SHAPE)
     assert summary["quality"]["humaneval_single_line"]["holes"] == 164
+    assert summary["quality"]["humaneval_multi_line"]["source"] == "other"  # each set names its own run
     assert summary["targets"]["prefill_5x_less_typing_2000_lines"]["met"]
     empty = plots.build_summary(None, None, None, None)  # nothing measured yet: still the same shape
     _check_shape(empty, SHAPE)
