@@ -391,3 +391,12 @@ def test_corpus_leaves_out_proprietary_code(site):
     corpus = collect_corpus([site], CorpusConfig(val_fraction=0.0))
     assert not any(f.package == "secret" for f in corpus.files)
     assert corpus.skipped["licence"] == 1
+
+
+def test_only_the_gpu_configuration_replaces_the_bundled_weights(tmp_path):
+    from infill.train.cli import export_dir
+
+    assert export_dir("gpu", None, tmp_path) == WEIGHTS_DIR
+    assert export_dir("cpu", None, tmp_path) == tmp_path / "weights"  # an hour of CPU never replaces GPU weights
+    assert export_dir("smoke", None, tmp_path) is None
+    assert export_dir("cpu", tmp_path / "x", tmp_path) == tmp_path / "x"
