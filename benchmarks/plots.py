@@ -43,7 +43,7 @@ def build_summary(quality: dict | None, speed: dict | None, cache: dict | None, 
         sets["humaneval_" + name.replace("-", "_")] = {k: float(s[k]) for k in keys} | {
             "holes": s["holes"], "forward_passes_mean": s.get("forward_passes_mean"),
             "source": s.get("command", humaneval["command"])}
-    sets.setdefault("humaneval_single_line", single)
+    sets = {"humaneval_single_line": sets.pop("humaneval_single_line", single), **sets}
 
     daemon = (cache or {}).get("files", {}).get("2000", {}).get("prefill_speedup", 0.0)
     in_process = next((f["prefill_speedup"] for f in (speed or {}).get("timing", {}).get("files", [])
@@ -63,7 +63,7 @@ def build_summary(quality: dict | None, speed: dict | None, cache: dict | None, 
         "speed": {"passes_per_token": ppt, "ratio_vs_ar": ratio_ar, "ratio_vs_stock": ratio_stock,
                   "by_kind": by_kind, "command": (speed or {}).get("holes_command"),
                   "holes": (speed or {}).get("holes", {}).get("count", 0)},
-        "quality": dict(sorted(sets.items(), key=lambda kv: kv[0] != "humaneval_single_line")),
+        "quality": sets,
         "cache": {"prefill_speedup_typing_2000_lines": float(daemon),
                   "source": (cache or {}).get("command"), "in_process_speed_py": in_process},
         "commits": {"quality": (quality or {}).get("commit"), "speed_holes": (speed or {}).get("holes_commit"),
