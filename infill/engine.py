@@ -207,9 +207,13 @@ class Engine:
         counts = [sum(1 for j, _ in rows if j is job) for job in jobs]
         state = jobs[0].state if len(jobs) == 1 else self.backend.merge([j.state for j in jobs], counts)
         owner = torch.tensor([jobs.index(j) for j, _ in rows])  # (B,) job of each row
-        req = jobs[0].req  # sampler settings of a shared batch come from its first request
+        req = jobs[0].req  # the step budget of a shared batch is its largest; the quality is the same for all
+        # each row draws from its own request's seed (+ its index among that request's rows): seeded results
+        # do not depend on which other requests shared the batch
+        seeds = [None if j.req.seed is None else j.req.seed + sum(1 for k, _ in rows[:r] if k is j)
+                 for r, (j, _) in enumerate(rows)]
         out = sample(self.backend, state, clamp_ids, quality_preset(req.quality, max(j.max_steps for j in jobs)),
-                     processors, seed=req.seed, on_step=self._draft_reporter(jobs, rows, owner),
+                     processors, seed=seeds, on_step=self._draft_reporter(jobs, rows, owner),
                      cancelled=self._row_canceller(jobs, owner))
         for i, job in enumerate(jobs):
             mine = [r for r in range(len(rows)) if owner[r] == i]

@@ -89,11 +89,27 @@ def entropy_bound_accept(entropy: torch.Tensor, eligible: torch.Tensor, bound: f
     return torch.zeros_like(take).scatter(-1, order, take)
 
 
-def initial_canvas(backend: Backend, shape: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
+def row_generators(seed: int | None | Sequence[int | None], batch: int, device: torch.device) -> list[torch.Generator]:
+    """One generator per canvas row, so that a row's draws do not depend on the other rows of its batch.
+
+    An int seeds row r with seed + r; a sequence gives each row its own seed (None: a random one).
+    """
+    seeds = [None if seed is None else seed + r for r in range(batch)] if not isinstance(seed, Sequence) else seed
+    assert len(seeds) == batch, "one seed per row"
+    gens = []
+    for s in seeds:
+        g = torch.Generator(device=device)
+        g.manual_seed(s % 2**63 if s is not None else int(torch.seed() % 2**63))
+        gens.append(g)
+    return gens
+
+
+def initial_canvas(backend: Backend, shape: tuple[int, int], gens: list[torch.Generator]) -> torch.Tensor:
     if backend.noise == "mask":
         assert backend.ids.mask is not None, "a mask-noise backend needs a mask id"
         return torch.full(shape, backend.ids.mask, dtype=torch.long, device=backend.device)
-    return torch.randint(0, backend.vocab_size, shape, generator=generator, device=backend.device)
+    return torch.stack([torch.randint(0, backend.vocab_size, shape[1:], generator=g, device=backend.device)
+                        for g in gens])
 
 
 def sample(
@@ -102,21 +118,20 @@ def sample(
     clamp_ids: torch.Tensor,  # (B, L) long: the id a slot is clamped to, -1 where the slot is free
     cfg: SamplerConfig = SamplerConfig(),
     processors: Sequence[LogitsProcessor] = (),
-    seed: int | None = None,
+    seed: int | None | Sequence[int | None] = None,  # int: row r uses seed + r; or one seed per row
     init_canvas: torch.Tensor | None = None,  # (B, L) start here instead of pure noise (repairs)
     on_step: Callable[[int, torch.Tensor], None] | None = None,  # (step, argmax canvas (B, L)) drafts
     cancelled: Callable[[], bool | torch.Tensor] | None = None,  # True: stop all; (B,) bool: drop those rows
     deadline: float | None = None,  # time.monotonic() limit
 ) -> SampleOutput:
     device = backend.device
-    generator = torch.Generator(device=device)
-    generator.manual_seed(seed if seed is not None else int(torch.seed() % 2**63))
     clamp_ids = clamp_ids.to(device)
     clamped = clamp_ids >= 0  # (B, L)
     batch, length = clamp_ids.shape
+    gens = row_generators(seed, batch, device)  # per row: a request's result does not depend on its batch mates
 
     # 1. Start from noise (or the given canvas), clamps in place.
-    canvas = init_canvas.to(device).clone() if init_canvas is not None else initial_canvas(backend, (batch, length), generator)
+    canvas = init_canvas.to(device).clone() if init_canvas is not None else initial_canvas(backend, (batch, length), gens)
     canvas = torch.where(clamped, clamp_ids, canvas)
     masked = ~clamped if backend.noise == "mask" else None  # (B, L) slots still holding the mask id
 
@@ -158,7 +173,9 @@ def sample(
         entropy = -(probs * logp).nan_to_num().sum(-1)  # (b, L)
 
         # 3. Propose: a sample at every slot, and the argmax as the current draft.
-        proposal = torch.multinomial(probs.view(-1, probs.shape[-1]), 1, generator=generator).view(len(rows), length)
+        row_gens = [gens[r] for r in rows.tolist()]  # each row draws from its own generator
+        proposal = torch.stack([torch.multinomial(p, 1, generator=g).squeeze(-1)
+                                for p, g in zip(probs, row_gens, strict=True)])  # (b, L)
         draft = scaled.argmax(-1)  # (b, L)
 
         # 4. Accept the lowest-entropy slots under the entropy bound; re-noise (uniform) or keep masked (mask).
@@ -169,7 +186,8 @@ def sample(
             nxt = torch.where(accept, proposal, canvas[rows])
             masked[rows] = masked[rows] & ~accept
         else:
-            noise = torch.randint(0, backend.vocab_size, proposal.shape, generator=generator, device=device)
+            noise = torch.stack([torch.randint(0, backend.vocab_size, (length,), generator=g, device=device)
+                                 for g in row_gens])  # (b, L)
             nxt = torch.where(accept, proposal, noise)
         nxt = torch.where(clamped[rows], clamp_ids[rows], nxt)  # 5. clamps are re-imposed every step
         canvas[rows] = nxt

@@ -145,6 +145,19 @@ def test_micro_batched_requests_share_passes_and_fail_alone(tiny_model_dir):
         assert r.start == req.cursor and r.steps <= 5
 
 
+def test_a_seeded_request_gets_the_same_middle_alone_or_batched(tiny_model_dir):
+    from infill.engine import Engine
+    from infill.request import InfillRequest
+
+    engine = Engine(load_backend(str(tiny_model_dir)))
+    text = "def f(x):\n    return \n\nvalues = [1, 2, ]\n"
+    mine = InfillRequest(text=text, cursor=text.index("return ") + 7, path="f.py", seed=5, max_steps=6, lengths=(4, 8))
+    other = InfillRequest(text=text, cursor=text.index("]"), path="f.py", seed=9, max_steps=6, lengths=(3,))
+    alone = engine.fill(mine)
+    together = engine.fill_batch([other, mine])[1]
+    assert (together.text, together.steps) == (alone.text, alone.steps)
+
+
 def test_masked_backend_merges_prompts(masked_dir):
     backend = load_backend(str(masked_dir))
     a = backend.prefill(_prompt(backend, "a = ", "\n"))

@@ -61,6 +61,19 @@ def test_sampler_is_deterministic_under_a_seed_and_varies_without_one():
     assert not torch.equal(run(7), run(8))
 
 
+def test_a_rows_draws_do_not_depend_on_its_batch_mates():
+    def canvases(seeds, rows=None):
+        backend = ScriptedBackend(TARGET, sharpness=1.0)  # soft logits: every step samples
+        sample(backend, backend.prefill(_prompt()), free_canvas(rows=rows or len(seeds)), SamplerConfig(max_steps=6),
+               seed=seeds)
+        return torch.stack(backend.calls)  # (steps, B, L): every canvas the model saw
+
+    alone, together = canvases([11]), canvases([7, 11])
+    assert torch.equal(together[:, 1], alone[:, 0])  # the seed-11 row saw the same canvases with or without a mate
+    assert not torch.equal(together[:, 0], alone[:, 0])
+    assert torch.equal(canvases(3, rows=2)[:, 1], canvases([3, 4])[:, 1])  # an int seed: row r uses seed + r
+
+
 def test_sampler_hits_the_step_limit_when_never_confident():
     backend = ScriptedBackend(TARGET, noisy_slots=(0,))
     out = sample(backend, backend.prefill(_prompt()), free_canvas(), SamplerConfig(max_steps=7), seed=0)
