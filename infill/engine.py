@@ -196,8 +196,11 @@ class Engine:
     def _run_round(self, jobs: list[_Job]) -> None:
         """One sampler run over the next candidate group of every job, as one batch."""
         rows: list[tuple[_Job, CanvasLayout]] = []
+        seeds: list[int | None] = []  # row i of a request draws from its seed + i: alone or batched, the same draws
         for job in jobs:
-            rows += [(job, layout) for layout in candidate_layouts(job.groups[0], job.prompt.seam_ids)]
+            layouts = candidate_layouts(job.groups[0], job.prompt.seam_ids)
+            rows += [(job, layout) for layout in layouts]
+            seeds += [None if job.req.seed is None else job.req.seed + i for i in range(len(layouts))]
         clamp_ids = self._clamps([layout for _, layout in rows])
         free = clamp_ids < 0
         seam_rows = torch.tensor([bool(layout.clamps) for _, layout in rows])
@@ -208,10 +211,6 @@ class Engine:
         state = jobs[0].state if len(jobs) == 1 else self.backend.merge([j.state for j in jobs], counts)
         owner = torch.tensor([jobs.index(j) for j, _ in rows])  # (B,) job of each row
         req = jobs[0].req  # the step budget of a shared batch is its largest; the quality is the same for all
-        # each row draws from its own request's seed (+ its index among that request's rows): seeded results
-        # do not depend on which other requests shared the batch
-        seeds = [None if j.req.seed is None else j.req.seed + sum(1 for k, _ in rows[:r] if k is j)
-                 for r, (j, _) in enumerate(rows)]
         out = sample(self.backend, state, clamp_ids, quality_preset(req.quality, max(j.max_steps for j in jobs)),
                      processors, seed=seeds, on_step=self._draft_reporter(jobs, rows, owner),
                      cancelled=self._row_canceller(jobs, owner))

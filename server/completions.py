@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,14 +22,10 @@ from pygls.uris import to_fs_path
 from .backends import Backend, FillError, Unavailable
 from .documents import Document
 from .postprocess import Edit, Formatting, detect_formatting, inline_edit, range_edit
-from .protocol import ErrorCode, InfillMessage, ResultMessage
+from .protocol import ErrorCode, InfillMessage, ResultMessage, replace_lone_surrogates
 from .scheduling import Scheduler
 from .settings import Settings
 from .typethrough import TypeThrough
-
-# JSON can carry an unpaired UTF-16 surrogate (an editor's JS string may hold one); it cannot be encoded as
-# UTF-8, so the model sees U+FFFD instead: one code point and one UTF-16 unit, so every offset stays put.
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +130,9 @@ class Completer:
     def _message(self, doc: Document, settings: Settings, cursor: int | None = None,
                  span: tuple[int, int] | None = None, quality: str | None = None) -> InfillMessage:
         path = to_fs_path(doc.uri) if doc.uri.startswith("file:") else None
-        text = _LONE_SURROGATE.sub("\ufffd", doc.text) if not doc.text.isascii() else doc.text
-        return InfillMessage(id=self.scheduler.new_request_id(), text=text, cursor=cursor, range=span,
+        # an editor's JS string can hold an unpaired surrogate; it cannot be encoded as UTF-8 for the model
+        return InfillMessage(id=self.scheduler.new_request_id(), text=replace_lone_surrogates(doc.text),
+                             cursor=cursor, range=span,
                              path=path, language=grammar_of(doc), quality=quality or settings.quality,
                              max_steps=settings.max_steps, seed=settings.seed, deadline_ms=settings.deadline_ms,
                              lengths=settings.lengths)

@@ -334,5 +334,5 @@ def _range(raw: dict[str, Any]) -> types.Range:
 
 def _settings_json(s: Settings) -> dict[str, Any]:
     return {"model": s.resolved_model, "daemon": s.daemon, "debounce": s.debounce_ms, "quality": s.quality,
-            "actionQuality": s.action_quality, "enable": dict(s.enable), "maxSteps": s.max_steps, "lengths": list(s.lengths) if s.lengths else None,
-            "deadline": s.deadline_ms, "seed": s.seed}
+            "actionQuality": s.action_quality, "enable": dict(s.enable), "maxSteps": s.max_steps,
+            "lengths": list(s.lengths) if s.lengths else None, "deadline": s.deadline_ms, "seed": s.seed}

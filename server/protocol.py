@@ -185,6 +185,11 @@ def _decode(raw: str | bytes) -> dict[str, Any]:
     return data
 
 
+def replace_lone_surrogates(text: str) -> str:
+    """`text` with each unpaired surrogate as U+FFFD: one code point and one UTF-16 unit, so offsets stay put."""
+    return _LONE_SURROGATE.sub("\ufffd", text) if not text.isascii() else text
+
+
 def _structure_problem(value: Any) -> str | None:
     """Why decoded JSON cannot be a message whatever its fields: nested deeper than MAX_DEPTH (refused the same
     way at any depth, not by where the interpreter's recursion limit falls), or a string holding an unpaired
