@@ -26,8 +26,12 @@ from .tokenizer import HFTokenizer, special_ids
 CHAT_END_TOKENS = ("<end_of_turn>", "<turn|>")
 
 
+# Noise kinds a DiffusionGemma-class checkpoint may be trained with (config.json "infill_noise"; the
+# released 26B has none: uniform-state). The engine's sampler follows it.
+NOISE_KINDS = ("uniform", "mask")
+
+
 class DiffusionGemmaBackend:
-    noise = "uniform"
 
     def __init__(self, model, tokenizer, model_id: str, cache_entries: int = 4) -> None:
         self.model = model.eval()
@@ -36,6 +40,12 @@ class DiffusionGemmaBackend:
         self.model_id = model_id
         extra_eos = tuple(i for n in CHAT_END_TOKENS if (i := self.tokenizer.token_id(n)) is not None)
         self.ids = special_ids(self.tokenizer, extra_eos)
+        self.noise = getattr(model.config, "infill_noise", None) or "uniform"
+        if self.noise not in NOISE_KINDS:
+            raise ModelLoadError(f"{model_id!r} says it was trained with {self.noise!r} noise; this version knows "
+                                 f"{', '.join(NOISE_KINDS)}")
+        if self.noise == "mask" and self.ids.mask is None:
+            raise ModelLoadError(f"{model_id!r} was trained with mask noise but its tokenizer has no <mask> token")
         self.prompt_format = "fim" if self.ids.fim_middle is not None else "chat"
         text_cfg = model.config.get_text_config(decoder=True)
         self.text_config = text_cfg
@@ -83,7 +93,7 @@ class DiffusionGemmaBackend:
         params = sum(p.numel() for p in self.model.parameters())
         return {"model": self.model_id, "backend": "diffusiongemma", "parameters": params,
                 "device": str(self.device), "dtype": str(self.dtype).removeprefix("torch."),
-                "prompt_format": self.prompt_format}
+                "prompt_format": self.prompt_format, "noise": self.noise}
 
     # -- encoder ---------------------------------------------------------------------------------------
     def _new_cache(self):

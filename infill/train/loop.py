@@ -1,129 +1,185 @@
-"""`infill train`: uniform-state discrete diffusion with infilling examples, on DiffusionGemma's own class.
+"""`infill train`: the training loop. Holes come from a bank on the device, the model is the lean stack.
 
-One step, for a batch of (encoder prompt, clean canvas):
-  1. draw a noise level t ~ U(t_min, 1) per example; each free canvas slot is replaced by a random id with
-     probability t (uniform-state noise, as DiffusionGemma; clamped slots stay clean, as at inference);
-  2. encode the prompt once (causal encoder) -> KV cache, plus a next-token loss on the prompt (cheap signal);
-  3. self-conditioning on half the examples: a first decoder pass without gradients gives logits that
-     the second pass receives, as the sampler feeds the previous step's logits back;
-  4. loss = cross-entropy of the clean canvas over free slots (+ ar_weight x the encoder loss).
+    corpus --(worker processes)--> BankBuilder --chunks--> DeviceBank (per-bucket tensors on the device)
+    DeviceBank.batch --> objective.losses(LeanDiffusionGemma) --> AdamW (fused on CUDA)
+                                  every few minutes: export bf16 shards (loadable by from_pretrained)
+
+Nothing in a step waits on the host: batches are drawn on the device, noise is drawn on the device,
+losses are summed on the device and read back every `log_every` steps. The schedule is
+warmup-stable-decay on training seconds (or steps, for equal-compute comparisons), so a budget means
+the same on any machine and an export taken before the decay is already a usable model.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import math
 import os
 import platform
+import random
+import shutil
+import tempfile
 import time
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
-from ..models.presets import build_model, copy_tokenizer
+from ..models.lean import LeanDiffusionGemma
+from ..models.presets import WEIGHTS_DIR, build_model, copy_tokenizer
+from .bank import BankBuilder, DeviceBank, bucket_sizes, build_examples
 from .config import TrainConfig
+from .corpus import CorpusConfig, collect_corpus, write_manifest
+from .examples import ExampleConfig
+from .objective import Objective, losses, noise_levels, objective
+
+PROMPT_MARKERS = 4  # <bos> <fim_suffix> ... <fim_prefix> ... <fim_middle>
+# Dense bf16 peak of the chips a run may meet (vendor figures), for the MFU estimate.
+PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "GH200": 989e12, "A100": 312e12, "L40S": 362e12}
+
+
+def example_config(cfg: TrainConfig) -> ExampleConfig:
+    return ExampleConfig(max_canvas=max(cfg.buckets), max_prompt_tokens=cfg.prompt_len - PROMPT_MARKERS)
 
 
 def lr_at(cfg: TrainConfig, progress: float) -> float:
-    """Linear warmup, then cosine to min_lr_ratio; progress in [0, 1] of the time budget."""
-    if progress < cfg.warmup:
-        return cfg.lr * max(progress / cfg.warmup, 1e-3)
-    p = min(1.0, (progress - cfg.warmup) / max(1e-9, 1 - cfg.warmup))
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * p)))
+    """Warmup-stable-decay on progress in [0, 1]: linear warmup, flat, linear decay over the last `decay_share`."""
+    warmup = min(0.1, max(0.01, cfg.warmup_s / cfg.time_budget_s))
+    if progress < warmup:
+        return cfg.lr * max(progress / warmup, 0.01)
+    start = 1.0 - cfg.decay_share
+    if progress < start:
+        return cfg.lr
+    frac = min(1.0, (progress - start) / max(cfg.decay_share, 1e-9))
+    return cfg.lr * (1.0 - frac * (1.0 - cfg.final_lr_ratio))
 
 
-def noise_canvas(canvas: torch.Tensor, noise_mask: torch.Tensor, vocab: int, t_min: float,
-                 generator: torch.Generator | None = None, t: torch.Tensor | None = None) -> torch.Tensor:
-    """Replace each noisable slot by a uniform random id with probability t (per example)."""
-    b, length = canvas.shape
-    if t is None:
-        t = torch.rand(b, 1, device=canvas.device, generator=generator) * (1 - t_min) + t_min  # (B, 1)
-    hit = (torch.rand(b, length, device=canvas.device, generator=generator) < t) & noise_mask
-    noise = torch.randint(0, vocab, (b, length), device=canvas.device, generator=generator)
-    return torch.where(hit, noise, canvas)
+def machine_description(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, {os.cpu_count()} CPU cores"
+    return f"CPU only ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def diffusion_losses(model, batch: dict[str, torch.Tensor], cfg: TrainConfig, generator=None,
-                     t: torch.Tensor | None = None, self_cond: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """(canvas loss, encoder next-token loss) for one batch."""
-    from transformers.cache_utils import DynamicCache
+def peak_flops(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in sorted(PEAK_BF16_FLOPS.items(), key=lambda kv: -len(kv[0])) if k in name), None)
 
-    text_cfg = model.config.get_text_config(decoder=True)
-    vocab = text_cfg.vocab_size
-    canvas, free = batch["canvas"], batch["noise_mask"]
-    noisy = noise_canvas(canvas, free, vocab, cfg.t_min, generator, t)  # (B, L)
-    decoder_mask = torch.cat([batch["attention_mask"], torch.ones_like(canvas)], dim=-1)  # (B, P + L)
 
-    # Encoder: one pass, its KV cache serves both decoder passes.
-    cache = DynamicCache(config=text_cfg)
-    enc = model.model.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                              position_ids=batch["position_ids"], cache=cache)
-    decode = dict(cache=cache, decoder_input_ids=noisy, decoder_position_ids=batch["decoder_position_ids"],
-                  decoder_attention_mask=decoder_mask)
-    sc_logits = sc_mask = None
-    if self_cond and cfg.self_cond_prob > 0:
-        with torch.no_grad():
-            sc_logits = model(**decode).logits.to(model.dtype)  # (B, L, V)
-        sc_mask = torch.rand(canvas.shape[0], device=canvas.device, generator=generator) < cfg.self_cond_prob
-    logits = model(**decode, self_conditioning_logits=sc_logits, self_conditioning_mask=sc_mask).logits
-    canvas_loss = F.cross_entropy(logits[free].float(), canvas[free])
+def step_flops(lean: LeanDiffusionGemma, batch: int, prompt: int, canvas: int, obj: Objective, ar: bool) -> float:
+    """Matmul FLOPs of one training step as executed (padding included): 3x forward, + the self-conditioning pass."""
+    cfg = lean.text_config
+    h, heads, vocab = cfg.hidden_size, cfg.num_attention_heads, cfg.vocab_size
 
-    # Encoder next-token loss on real (non-pad) prompt tokens.
-    if cfg.ar_weight > 0:
-        hidden = enc.last_hidden_state[:, :-1]  # (B, P - 1, H)
-        target = batch["input_ids"][:, 1:]
-        keep = batch["attention_mask"][:, 1:].bool() & batch["attention_mask"][:, :-1].bool()
-        ar_logits = model.lm_head(hidden[keep])
-        cap = text_cfg.final_logit_softcapping or 30.0
-        ar_logits = torch.tanh(ar_logits.float() / cap) * cap
-        ar_loss = F.cross_entropy(ar_logits, target[keep])
-    else:
-        ar_loss = torch.zeros((), device=canvas.device)
-    return canvas_loss, ar_loss
+    def layer(tokens: int, keys: int) -> float:
+        total = 0.0
+        for i, kind in enumerate(cfg.layer_types):
+            own = cfg.per_layer_config[i]
+            d, kvh = own.head_dim, own.num_key_value_heads
+            proj = h * heads * d * 2 + h * kvh * d * (2 if kind == "sliding_attention" else 1)
+            ffn = 3 * h * cfg.intermediate_size + h * cfg.num_experts
+            ffn += 3 * h * cfg.moe_intermediate_size * min(cfg.num_experts, 8 if cfg.num_experts <= 8 else cfg.top_k_experts)
+            total += 2 * tokens * (proj + ffn) + 4 * tokens * keys * heads * d
+        return total
 
+    enc = layer(batch * prompt, prompt) + (2 * batch * prompt * h * vocab if ar else 0)
+    dec = layer(batch * canvas, prompt + canvas) + 2 * batch * canvas * (h * vocab + 3 * h * cfg.intermediate_size)
+    sc = dec + 2 * batch * canvas * vocab * h if obj.self_conditioning else 0.0
+    return 3 * (enc + dec) + sc
+
+
+# ----------------------------------------------------------------------------- weights in and out
+
+def _shape_of(config) -> tuple:
+    t = config.get_text_config(decoder=True)
+    return (t.vocab_size, t.hidden_size, t.num_hidden_layers, t.num_attention_heads, t.intermediate_size,
+            t.num_experts, t.moe_intermediate_size, tuple(t.layer_types))
+
+
+def initial_model(cfg: TrainConfig, tokenizer_dir: Path, log) -> tuple[object, str]:
+    """The transformers model training starts from (CPU, float32) and where its weights came from."""
+    model, _ = build_model(cfg.preset, tokenizer_dir=tokenizer_dir, seed=cfg.seed)
+    source = cfg.init_from
+    if source is None:
+        return model.float(), "random init"
+    path = WEIGHTS_DIR if source == "bundled" else Path(source)
+    from transformers import DiffusionGemmaForBlockDiffusion
+
+    try:
+        start = DiffusionGemmaForBlockDiffusion.from_pretrained(str(path), dtype=torch.float32, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        log(f"cannot start from {path} ({exc}); random init")
+        return model.float(), "random init"
+    if _shape_of(start.config) != _shape_of(model.config):
+        log(f"{path} has another shape than preset {cfg.preset!r}; random init")
+        return model.float(), "random init"
+    model.load_state_dict(start.state_dict())
+    return model.float(), f"weights of {path} (fresh optimizer)"
+
+
+def export_weights(lean: LeanDiffusionGemma, hf_model, tokenizer_dir: Path, out_dir: Path, obj: Objective,
+                   report: dict | None = None, max_shard_mb: int = 15) -> list[Path]:
+    """bf16 shards of at most `max_shard_mb` MB + config + tokenizer, loadable by from_pretrained.
+
+    Written to a temporary directory and moved into place file by file, so a run killed mid-export
+    leaves the previous export's files, never half-written ones.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lean.to_hf(hf_model)
+    hf_model.config.infill_noise = obj.sampler  # the engine picks its sampler from this
+    with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}.export-") as tmp:
+        staged = Path(tmp)
+        hf_model.to(torch.bfloat16).save_pretrained(staged, max_shard_size=f"{max_shard_mb}MB")
+        hf_model.float()
+        copy_tokenizer(tokenizer_dir, staged)
+        if report is not None:
+            (staged / "training_report.json").write_text(json.dumps(report, indent=2))
+        fresh = {p.name for p in staged.iterdir()}
+        for old in out_dir.glob("model*.safetensors*"):
+            if old.name not in fresh:
+                old.unlink()
+        for p in sorted(staged.iterdir()):
+            os.replace(p, out_dir / p.name)
+    return sorted(out_dir.glob("model*.safetensors"))
+
+
+# ----------------------------------------------------------------------------- evaluation
 
 @torch.no_grad()
-def evaluate(model, batches: list[dict[str, torch.Tensor]], cfg: TrainConfig, device) -> float:
-    """Validation canvas loss at fixed noise levels (t on a grid, fixed seed), without self-conditioning."""
-    model.eval()
-    g = torch.Generator(device=device)
-    g.manual_seed(1234)
-    total, n = 0.0, 0
-    for batch in batches:
-        batch = {k: v.to(device) for k, v in batch.items()}
-        b = batch["canvas"].shape[0]
-        t = torch.linspace(cfg.t_min, 1.0, b, device=device)[:, None]
-        with _autocast(cfg, device):
-            loss, _ = diffusion_losses(model, batch, cfg, g, t=t, self_cond=False)
-        total += float(loss) * b
-        n += b
-    model.train()
-    return total / max(n, 1)
+def evaluate(lean: LeanDiffusionGemma, batches, obj: Objective, cfg: TrainConfig, mask_id: int | None,
+             device: torch.device) -> dict[str, float]:
+    """Validation losses at fixed noise levels (a grid of t per batch, fixed seed), no self-conditioning."""
+    lean.eval()
+    total_c = total_a = 0.0
+    n = 0
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(1234)
+        for _, batch in batches:
+            b = batch["canvas"].shape[0]
+            t = torch.linspace(cfg.t_min, 1.0, b, device=device)[:, None]
+            with autocast(cfg, device):
+                c, a = losses(lean, batch, obj, t, mask_id, 0.0, ar=True)
+            total_c += float(c) * b
+            total_a += float(a) * b
+            n += b
+    lean.train()
+    return {"val_loss": total_c / max(n, 1), "val_ar_loss": total_a / max(n, 1)}
 
 
-def _autocast(cfg: TrainConfig, device: torch.device):
+def autocast(cfg: TrainConfig, device: torch.device):
     if device.type == "cuda" and cfg.amp:
         return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)
+    return contextlib.nullcontext()
 
 
-def export_weights(model, tokenizer_dir: Path, out_dir: Path, max_shard_mb: int = 15) -> list[Path]:
-    """Save in bf16 shards of at most `max_shard_mb` MB, with the tokenizer, loadable by from_pretrained."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for old in out_dir.glob("model*.safetensors*"):
-        old.unlink()
-    state_dtype = next(model.parameters()).dtype
-    model.to(torch.bfloat16).save_pretrained(out_dir, max_shard_size=f"{max_shard_mb}MB")
-    model.to(state_dtype)
-    copy_tokenizer(tokenizer_dir, out_dir)
-    return sorted(out_dir.glob("model*.safetensors*"))
-
-
-def plot_losses(history: list[dict], path: Path, title: str) -> None:
-    import matplotlib
-
+def plot_losses(history: list[dict], path: Path, title: str) -> bool:
+    """A loss curve, when matplotlib is installed (it is not on every training machine)."""
+    try:
+        import matplotlib
+    except ImportError:
+        return False
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -142,122 +198,225 @@ def plot_losses(history: list[dict], path: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return True
 
 
-def machine_description(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)}, {os.cpu_count()} CPU cores"
-    return f"CPU only ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+# ----------------------------------------------------------------------------- the loop
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _fake_batch(bank: DeviceBank, bucket: int, size: int, vocab: int) -> dict[str, torch.Tensor]:
+    """A batch of the right shapes (for compiling before the bank has data)."""
+    dev, p = bank.device, bank.prompt_len
+    key_mask = torch.ones(size, p, dtype=torch.bool, device=dev)
+    key_mask[0, : p // 2] = False
+    return {"input_ids": torch.randint(11, vocab, (size, p), device=dev), "key_mask": key_mask,
+            "positions": (key_mask.long().cumsum(-1) - 1).clamp(min=0),
+            "canvas": torch.randint(11, vocab, (size, bucket), device=dev),
+            "free": torch.ones(size, bucket, dtype=torch.bool, device=dev),
+            "canvas_positions": torch.full((size, 1), p, device=dev) + torch.arange(bucket, device=dev)}
 
 
 def train(cfg: TrainConfig, name: str, run_dir: Path, out_dir: Path | None, tokenizer_dir: Path,
-          device: str = "auto", resume: bool = False, roots: list[Path] | None = None, log=print) -> dict:
-    """Train, checkpoint, evaluate and export. Returns the training report."""
-    from tqdm import tqdm
+          device: str = "auto", roots: list[Path] | None = None, log=print, deadline: float | None = None) -> dict:
+    """Train, evaluate and export. `deadline` (time.monotonic()) ends training early enough to export.
 
-    from .data import make_data
-
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
+    Returns the training report (also written to run_dir/report.json and next to the weights).
+    """
+    wall0 = time.perf_counter()
+    dev = _device(device)
     torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     if dev.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+    obj = objective(cfg.objective)
+    ex_cfg = example_config(cfg)
 
-    model, _ = build_model(cfg.preset, tokenizer_dir=tokenizer_dir, seed=cfg.seed, device=str(dev))
-    model.train()
-    n_params = sum(p.numel() for p in model.parameters())
-    train_iter, val_batches, data_info = make_data(cfg, tokenizer_dir, roots=roots, log=log,
-                                                   manifest_path=run_dir / "corpus_manifest.json")
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
+    # 1. Corpus, then the bank builders start at once (they run while the model is built and compiled).
+    corpus = collect_corpus(roots, CorpusConfig(workers=max(1, cfg.workers)))
+    train_files, val_files = corpus.split("train"), corpus.split("val")
+    if cfg.max_files:
+        train_files, val_files = train_files[: cfg.max_files], val_files[: max(4, cfg.max_files // 10)]
+    if not train_files or not val_files:
+        raise RuntimeError(f"the corpus has {len(train_files)} training and {len(val_files)} validation files; "
+                           "point --roots at more source code")
+    write_manifest(corpus, run_dir / "corpus_manifest.json")
+    log(f"corpus: {len(train_files)} training files, {len(val_files)} validation files "
+        f"({time.perf_counter() - wall0:.1f}s)")
+    builder = BankBuilder(train_files, tokenizer_dir, ex_cfg, cfg.workers, seed=cfg.seed,
+                          files_per_job=cfg.files_per_job)
+    try:
+        return _train(cfg, name, run_dir, out_dir, tokenizer_dir, dev, obj, ex_cfg, builder, val_files, corpus,
+                      log, deadline, wall0)
+    finally:
+        builder.close()
+
+
+def _train(cfg, name, run_dir, out_dir, tokenizer_dir, dev, obj, ex_cfg, builder, val_files, corpus, log,
+           deadline, wall0) -> dict:
+    hf_model, source = initial_model(cfg, tokenizer_dir, log)
+    log(f"model: preset {cfg.preset}, {source}, objective {cfg.objective}")
+    lean = LeanDiffusionGemma.from_hf(hf_model).to(dev).train()
+    text = lean.text_config
+    from .tokenizer import load_tokenizer
+
+    ids = load_tokenizer(tokenizer_dir).special_ids()
+    mask_id = ids.mask
+    n_params = sum(p.numel() for p in hf_model.parameters())
+    sizes = bucket_sizes(cfg.buckets, cfg.prompt_len, cfg.tokens_per_batch)
+    bank = DeviceBank(cfg.buckets, cfg.prompt_len, cfg.bank_capacity, dev, ids.pad, text.vocab_size)
+
+    # 2. Validation holes from held-out packages (a small pool of its own).
+    val_bank = DeviceBank(cfg.buckets, cfg.prompt_len, cfg.val_examples, dev, ids.pad, text.vocab_size)
+    val_bank.add(build_examples(val_files, tokenizer_dir, ex_cfg, workers=min(2, max(1, cfg.workers)),
+                                seed=10_000 + cfg.seed, max_examples=cfg.val_examples))
+    val_batches = val_bank.fixed_batches(size=min(64, max(sizes.values())), per_bucket=max(1, cfg.val_examples // 64))
+
+    decay = [p for n, p in lean.named_parameters() if p.ndim >= 2 and "embed" not in n]
+    no_decay = [p for n, p in lean.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=cfg.betas,
                             fused=dev.type == "cuda")
-    state = {"step": 0, "elapsed": 0.0, "tokens": 0, "history": []}
-    ckpt_path = run_dir / "checkpoint.pt"
-    if resume and ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location=dev, weights_only=False)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        state = ck["state"]
-        log(f"resumed from {ckpt_path} at step {state['step']} ({state['elapsed']:.0f}s trained)")
-    step_fn = torch.compile(diffusion_losses) if (cfg.compile and dev.type == "cuda") else diffusion_losses
 
-    def save_checkpoint() -> None:
-        tmp = ckpt_path.with_suffix(".tmp")
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state,
-                    "config": asdict(cfg)}, tmp)
-        os.replace(tmp, ckpt_path)
+    def step_losses(batch, t):
+        return losses(lean, batch, obj, t, mask_id, cfg.self_cond_prob, ar=cfg.ar_weight > 0)
 
-    bar = tqdm(total=int(cfg.time_budget_s), unit="s", initial=int(state["elapsed"]), dynamic_ncols=True,
-               mininterval=2.0, desc=f"train {name}")
-    last_eval = last_ckpt = state["elapsed"]
-    window_tokens, window_t0 = 0, time.perf_counter()
-    t0 = time.perf_counter() - state["elapsed"]
+    fn = step_losses
+    compile_s = 0.0
+    if cfg.compile:
+        # 3. Compile every bucket's shapes while the bank fills (one graph per bucket, no recompiles later).
+        t0 = time.perf_counter()
+        fn = torch.compile(step_losses, dynamic=False)
+        for b, size in sizes.items():
+            fake = _fake_batch(bank, b, size, text.vocab_size)
+            with autocast(cfg, dev):
+                c, a = fn(fake, noise_levels(size, cfg.t_min, dev))
+            (c + cfg.ar_weight * a).backward()
+        opt.zero_grad(set_to_none=True)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        compile_s = time.perf_counter() - t0
+        log(f"compiled {len(sizes)} bucket shapes in {compile_s:.0f}s")
+
+    # 4. Wait for enough holes to start.
+    bank.add(builder.take(wait_for=cfg.bank_min))
+    log(f"bank: {len(bank):,} holes in hand ({builder.rate():,.0f}/s from {builder.workers} workers)")
+
+    state = {"step": 0, "tokens": 0, "history": [], "train_s": 0.0}
+    budget = cfg.time_budget_s
+    if deadline is not None:  # leave room for the final evaluation, export and report
+        budget = min(budget, deadline - time.monotonic() - 30.0)
+        log(f"training budget {budget:.0f}s (deadline)")
+    flops = {b: step_flops(lean, size, cfg.prompt_len, b, obj, cfg.ar_weight > 0) for b, size in sizes.items()}
+    step_flops_sum = 0.0
+    sums = torch.zeros(3, device=dev)  # canvas loss, encoder loss, tokens (since the last readback)
+    window_steps, window_t = 0, time.perf_counter()
+    last_eval = last_export = 0.0
+    rng = random.Random(cfg.seed)
+    clock = time.perf_counter()
+
+    def pause():
+        nonlocal clock
+        state["train_s"] += time.perf_counter() - clock
+
+    def resume():
+        nonlocal clock
+        clock = time.perf_counter()
+
     while True:
-        elapsed = time.perf_counter() - t0
-        if elapsed >= cfg.time_budget_s or (cfg.max_steps and state["step"] >= cfg.max_steps):
+        elapsed = state["train_s"] + time.perf_counter() - clock
+        progress = max(elapsed / budget, state["step"] / cfg.max_steps if cfg.max_steps else 0.0)
+        if progress >= 1.0 or budget <= 0:
             break
-        lr = lr_at(cfg, elapsed / cfg.time_budget_s)
+        lr = lr_at(cfg, progress)
         for group in opt.param_groups:
             group["lr"] = lr
-        batch = {k: v.to(dev, non_blocking=True) for k, v in next(train_iter).items()}
-        with _autocast(cfg, dev):
-            canvas_loss, ar_loss = step_fn(model, batch, cfg)
-            loss = canvas_loss + cfg.ar_weight * ar_loss
-        opt.zero_grad(set_to_none=True)
+        filled = [b for b in bank.buckets if bank.count[b]]
+        b = rng.choices(filled, [bank.count[x] / sizes[x] for x in filled])[0]
+        batch = bank.batch(b, sizes[b])
+        with autocast(cfg, dev):
+            c_loss, a_loss = fn(batch, noise_levels(sizes[b], cfg.t_min, dev))
+            loss = c_loss + cfg.ar_weight * a_loss
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        torch.nn.utils.clip_grad_norm_(lean.parameters(), cfg.grad_clip, foreach=True)
         opt.step()
+        opt.zero_grad(set_to_none=True)
+        sums += torch.stack([c_loss.detach().float(), a_loss.detach().float(),
+                             (batch["key_mask"].sum() + batch["free"].sum()).float()])
         state["step"] += 1
-        n_tok = int(batch["attention_mask"].sum()) + int(batch["noise_mask"].sum())
-        state["tokens"] += n_tok
-        window_tokens += n_tok
-        if state["step"] % 10 == 0 or state["step"] <= 3:
+        window_steps += 1
+        step_flops_sum += flops[b]
+
+        if state["step"] % cfg.log_every == 0 or state["step"] <= 2:
+            c, a, tok = sums.tolist()  # the one host sync, every log_every steps
+            sums.zero_()
             now = time.perf_counter()
-            tps = window_tokens / max(now - window_t0, 1e-6)
-            window_tokens, window_t0 = 0, now
-            state["history"].append({"step": state["step"], "tokens": state["tokens"], "elapsed": elapsed,
-                                     "loss": canvas_loss.item(), "ar_loss": ar_loss.item(), "lr": lr})
-            bar.set_postfix(loss=f"{canvas_loss.item():.3f}", ar=f"{ar_loss.item():.2f}", tok_s=f"{tps:,.0f}",
-                            step=state["step"])
-        bar.update(int(elapsed) - bar.n)
-        state["elapsed"] = time.perf_counter() - t0
-        if state["elapsed"] - last_eval >= cfg.eval_every_s:
-            pause = time.perf_counter()
-            val = evaluate(model, val_batches, cfg, dev)
-            state["history"].append({"step": state["step"], "tokens": state["tokens"], "val_loss": val})
-            log(f"step {state['step']}: validation loss {val:.4f}")
-            last_eval = state["elapsed"]
-            t0 += time.perf_counter() - pause  # evaluation does not eat the training budget
-        if state["elapsed"] - last_ckpt >= cfg.ckpt_every_s:
-            pause = time.perf_counter()
-            save_checkpoint()
-            if out_dir is not None:
-                export_weights(model, tokenizer_dir, out_dir)
-            last_ckpt = state["elapsed"]
-            t0 += time.perf_counter() - pause
-    bar.close()
-    val = evaluate(model, val_batches, cfg, dev)
-    state["history"].append({"step": state["step"], "tokens": state["tokens"], "val_loss": val})
-    save_checkpoint()
-    plot_losses(state["history"], run_dir / "loss.png", f"infill train --config {name} ({machine_description(dev)})")
+            state["tokens"] += int(tok)
+            entry = {"step": state["step"], "tokens": state["tokens"], "elapsed": round(elapsed, 2),
+                     "loss": c / window_steps, "ar_loss": a / window_steps, "lr": lr,
+                     "tokens_per_s": tok / max(now - window_t, 1e-9)}
+            state["history"].append(entry)
+            if state["step"] % (cfg.log_every * 10) == 0 or state["step"] <= 2:
+                log(f"step {state['step']}: loss {entry['loss']:.3f} (encoder {entry['ar_loss']:.3f}), "
+                    f"{entry['tokens_per_s']:,.0f} tok/s, lr {lr:.2e}, bank {len(bank):,}")
+            window_steps, window_t = 0, now
+            if not bank.full():
+                bank.add(builder.take())
+        if elapsed - last_eval >= cfg.eval_every_s:
+            pause()
+            val = evaluate(lean, val_batches, obj, cfg, mask_id, dev)
+            state["history"].append({"step": state["step"], "tokens": state["tokens"], **val})
+            log(f"step {state['step']}: validation loss {val['val_loss']:.4f}")
+            last_eval = elapsed
+            resume()
+        if out_dir is not None and elapsed - last_export >= cfg.export_every_s:
+            pause()
+            export_weights(lean, hf_model, tokenizer_dir, out_dir, obj, {"config": name, "partial": True,
+                                                                          "step": state["step"]})
+            last_export = elapsed
+            resume()
+    pause()
+    state["tokens"] += int(sums[2].item())
+    val = evaluate(lean, val_batches, obj, cfg, mask_id, dev)
+    state["history"].append({"step": state["step"], "tokens": state["tokens"], **val})
+    train_s = state["train_s"]
+    peak = peak_flops(dev)
+    achieved = step_flops_sum / max(train_s, 1e-9)
     report = {
-        "config": name, "train_config": asdict(cfg), "parameters": n_params, "steps": state["step"],
-        "tokens": state["tokens"], "wall_seconds": round(state["elapsed"], 1), "machine": machine_description(dev),
-        "validation_loss": round(val, 4), "data": data_info, "torch": torch.__version__,
+        "config": name, "train_config": asdict(cfg), "objective": cfg.objective, "init": source,
+        "parameters": n_params, "steps": state["step"], "tokens": state["tokens"],
+        "train_seconds": round(train_s, 1), "wall_seconds": round(time.perf_counter() - wall0, 1),
+        "compile_seconds": round(compile_s, 1),
+        "tokens_per_second": round(state["tokens"] / max(train_s, 1e-9)),
+        "model_tflops_per_second": round(achieved / 1e12, 2),
+        "mfu": round(achieved / peak, 4) if peak else None,
+        "machine": machine_description(dev), "torch": torch.__version__,
+        "validation_loss": round(val["val_loss"], 4), "validation_encoder_loss": round(val["val_ar_loss"], 4),
+        "bank": {**bank.summary(), "built": builder.stats.examples, "epochs_started": builder.stats.epochs_started,
+                 "build_rate_per_s": round(builder.rate()), "worker_cpu_seconds": round(builder.stats.cpu_seconds),
+                 "kinds": dict(builder.stats.kinds.most_common()), "seam": builder.stats.seam},
+        "batch_sizes": {str(k): v for k, v in sizes.items()},
+        "data": {"train_files": len(corpus.split("train")), "validation_files": len(val_files),
+                 "languages": dict(Counter(f.language for f in corpus.files).most_common())},
     }
     (run_dir / "report.json").write_text(json.dumps(report, indent=2))
     (run_dir / "history.json").write_text(json.dumps(state["history"]))
+    plot_losses(state["history"], run_dir / "loss.png", f"infill train --config {name} ({machine_description(dev)})")
     if out_dir is not None:
-        shards = export_weights(model, tokenizer_dir, out_dir)
+        shards = export_weights(lean, hf_model, tokenizer_dir, out_dir, obj, report)
         report["shards"] = [p.name for p in shards]
-        report["size_bytes"] = sum(p.stat().st_size for p in out_dir.glob("model*.safetensors"))
+        report["size_bytes"] = sum(p.stat().st_size for p in shards)
         (out_dir / "training_report.json").write_text(json.dumps(report, indent=2))
-    log(f"done: {state['step']} steps, {state['tokens']:,} tokens, validation loss {val:.4f}")
+        shutil.copy2(run_dir / "corpus_manifest.json", out_dir / "corpus_manifest.json")
+    log(f"done: {state['step']} steps, {state['tokens']:,} tokens in {train_s:.0f}s "
+        f"({report['tokens_per_second']:,} tok/s), validation loss {val['val_loss']:.4f}")
     return report
 
 
-__all__ = ["train", "export_weights", "diffusion_losses", "evaluate", "lr_at", "noise_canvas"]
+__all__ = ["train", "export_weights", "evaluate", "lr_at", "step_flops", "initial_model"]

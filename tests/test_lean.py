@@ -1,0 +1,121 @@
+"""The lean DiffusionGemma stack against transformers' class: same weights, same numbers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from infill.models.lean import LeanDiffusionGemma
+from infill.models.presets import PRESETS, build_model
+
+
+def _randomized(preset="tiny", seed=0, **shape):
+    """A random-init model whose norms, scales and scalars are not all ones (so a missed one shows)."""
+    from dataclasses import replace
+
+    model, _ = build_model(replace(PRESETS[preset], **shape) if shape else preset, seed=seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name or name.endswith((".scale", "per_expert_scale")):
+                p.add_(torch.randn(p.shape, generator=g) * 0.3)
+        for name, b in model.named_buffers():
+            if name.endswith("layer_scalar"):
+                b.copy_(0.5 + torch.rand(b.shape, generator=g))
+    return model.float().eval()
+
+
+def _hf_encode(model, ids, mask, positions):
+    from transformers.cache_utils import DynamicCache
+
+    cache = DynamicCache(config=model.config.get_text_config(decoder=True))
+    out = model.model.encoder(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache)
+    return cache, out.last_hidden_state
+
+
+def _batch(vocab, lengths, canvas_len, seed=0):
+    """Left-padded prompts of the given lengths and random canvases."""
+    g = torch.Generator().manual_seed(seed)
+    p = max(lengths)
+    ids = torch.randint(11, vocab, (len(lengths), p), generator=g)
+    mask = torch.stack([torch.arange(p) >= p - n for n in lengths]).long()
+    ids = ids * mask
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    canvas = torch.randint(11, vocab, (len(lengths), canvas_len), generator=g)
+    canvas_pos = torch.tensor(lengths)[:, None] + torch.arange(canvas_len)
+    return ids, mask, positions, canvas, canvas_pos
+
+
+@pytest.mark.parametrize("lengths", [[23], [30, 17, 5]])
+@pytest.mark.parametrize("self_cond", [False, True])
+def test_lean_logits_match_the_class(lengths, self_cond):
+    model = _randomized()
+    lean = LeanDiffusionGemma.from_hf(model)
+    vocab = model.config.text_config.vocab_size
+    ids, mask, positions, canvas, canvas_pos = _batch(vocab, lengths, 12)
+    sc = torch.randn(len(lengths), 12, vocab) * 3 if self_cond else None
+    sc_mask = torch.tensor([True, False, True][: len(lengths)]) if self_cond and len(lengths) > 1 else None
+    padded = len(set(lengths)) > 1
+    with torch.no_grad():
+        cache, hidden = _hf_encode(model, ids, mask if padded else None, positions)
+        ref = model(cache=cache, decoder_input_ids=canvas, decoder_position_ids=canvas_pos,
+                    decoder_attention_mask=torch.cat([mask, torch.ones_like(canvas)], -1) if padded else None,
+                    self_conditioning_logits=sc, self_conditioning_mask=sc_mask).logits
+        enc = lean.encode(ids, positions, mask.bool() if padded else None)
+        got = lean.decode(canvas, canvas_pos, enc.kv, mask.bool() if padded else None, sc, sc_mask)
+    real = mask.bool()
+    assert torch.allclose(enc.hidden[real], hidden[real], atol=1e-5)
+    for i, (k, v) in enumerate(enc.kv):
+        layer = cache.layers[i]
+        assert torch.allclose(k.transpose(1, 2)[real], layer.keys.transpose(1, 2)[real], atol=1e-5)
+        assert torch.allclose(v.transpose(1, 2)[real], layer.values.transpose(1, 2)[real], atol=1e-5)
+    assert torch.allclose(got, ref, atol=1e-5), (got - ref).abs().max()
+
+
+def test_one_prompt_serves_many_canvases_and_incremental_prefill():
+    model = _randomized(seed=3)
+    lean = LeanDiffusionGemma.from_hf(model)
+    vocab = model.config.text_config.vocab_size
+    ids, _, positions, canvas, canvas_pos = _batch(vocab, [20], 8, seed=4)
+    with torch.no_grad():
+        full = lean.encode(ids, positions)
+        head = lean.encode(ids[:, :13], positions[:, :13])
+        tail = lean.encode(ids[:, 13:], positions[:, 13:], past=head.kv)
+        for (a, b), (c, d) in zip(full.kv, tail.kv, strict=True):
+            assert torch.allclose(a, c, atol=1e-5) and torch.allclose(b, d, atol=1e-5)
+        many = torch.cat([canvas, canvas.flip(-1), canvas], 0)
+        out = lean.decode(many, canvas_pos.expand(3, -1), full.kv)
+        one = lean.decode(canvas, canvas_pos, full.kv)
+    assert torch.allclose(out[0], one[0], atol=1e-5) and torch.allclose(out[2], one[0], atol=1e-5)
+
+
+def test_sparse_expert_path_matches_the_class():
+    model = _randomized(experts=12, top_k=3, seed=5)
+    lean = LeanDiffusionGemma.from_hf(model)
+    vocab = model.config.text_config.vocab_size
+    ids, _, positions, canvas, canvas_pos = _batch(vocab, [16], 6, seed=6)
+    with torch.no_grad():
+        cache, _ = _hf_encode(model, ids, None, positions)
+        ref = model(cache=cache, decoder_input_ids=canvas, decoder_position_ids=canvas_pos).logits
+        got = lean.decode(canvas, canvas_pos, lean.encode(ids, positions).kv)
+    assert torch.allclose(got, ref, atol=1e-5)
+
+
+def test_weights_round_trip_through_the_class():
+    trained, fresh = _randomized(seed=7), _randomized(seed=8)
+    lean = LeanDiffusionGemma.from_hf(trained)
+    lean.to_hf(fresh)  # the fresh model's tied encoder follows its decoder
+    vocab = trained.config.text_config.vocab_size
+    ids, _, positions, canvas, canvas_pos = _batch(vocab, [10], 5, seed=9)
+    with torch.no_grad():
+        a = trained(input_ids=ids, position_ids=positions, decoder_input_ids=canvas,
+                    decoder_position_ids=canvas_pos).logits
+        b = fresh(input_ids=ids, position_ids=positions, decoder_input_ids=canvas,
+                  decoder_position_ids=canvas_pos).logits
+    assert torch.equal(a, b)
+
+
+def test_rope_frequencies_stay_float32_under_a_cast():
+    lean = LeanDiffusionGemma.from_hf(_randomized()).to(torch.bfloat16)
+    assert all(getattr(lean, f"_inv_freq_{k}").dtype == torch.float32 for k in lean._rope_scaling)
+    assert lean.embed.dtype == torch.bfloat16
