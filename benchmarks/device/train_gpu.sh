@@ -1,19 +1,30 @@
 #!/usr/bin/env bash
-# Train the bundled model's `gpu` configuration on a lent GPU machine (this workplace's `device` tool).
-# The machine has torch but no network: wheels for transformers and tree-sitter travel in .whl/ (see README).
-# Usage there: bash benchmarks/device/train_gpu.sh SECONDS   (results land in $OUT)
+# The prepared GPU training run (issues "Train the bundled model on a lent GPU" and its sequel), one command.
+# On the lent machine, through the device tool, with the tree-sitter wheels carried:
+#   run(command="bash benchmarks/device/train_gpu.sh 540", carry=[".whl"], timeout_s=580)
+# then here: python -m infill.train.device --unpack FILES_AT runs/gpu-weights   (see README, Training)
+# On this CPU, the same code in about a minute:  bash benchmarks/device/train_gpu.sh --dry-run
+# The machine has torch and transformers but no tree-sitter and no network: `bash benchmarks/device/wheels.sh`
+# puts the wheels in .whl/ first. Results land in $OUT (at most 8 files of at most 16 MiB: see infill/train/device.py).
 set -uo pipefail
-budget=${1:-450}
-export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 3
-export PYTHONPATH=/tmp/site:$PWD
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-python3 -c "import torch, transformers, tree_sitter; print('torch', torch.__version__, 'transformers', transformers.__version__)"
-python3 -m infill.train --config gpu --time-budget "$budget" --out /tmp/weights --run-dir /tmp/run 2>&1 \
-  | tr '\r' '\n' | grep -v "Writing model shards" | tee "$OUT/train.log"
-status=${PIPESTATUS[0]}
-cp /tmp/weights/model*.safetensors "$OUT/" 2>/dev/null
-tar czf "$OUT/meta.tgz" -C /tmp weights/config.json weights/generation_config.json weights/training_report.json \
-  weights/model.safetensors.index.json run/loss.png run/history.json run/report.json run/corpus_manifest.json 2>/dev/null
-ls -la "$OUT"
-exit "$status"
+cd "$(dirname "$0")/../.."
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 TRANSFORMERS_VERBOSITY=error
+OUT=${OUT:-runs/device-out}
+mkdir -p "$OUT"
+if [ "${1:-}" = "--dry-run" ]; then
+  python3 -m infill.train.device --dry-run --out "$OUT" 2>&1 | tee "$OUT/train.log"
+  exit "${PIPESTATUS[0]}"
+fi
+deadline=${1:-540}
+if ! python3 -c "import tree_sitter, tree_sitter_python" 2>/dev/null; then
+  if ls .whl/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+      && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+  else
+    echo "no tree-sitter and no .whl/: holes will follow lines and indentation only" >&2
+  fi
+fi
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
+python3 -m infill.train.device --out "$OUT" --deadline-s "$deadline" "${@:2}" 2>&1 | tee "$OUT/train.log"
+exit "${PIPESTATUS[0]}"

@@ -193,7 +193,8 @@ def _trained_limits(model) -> dict[str, int]:
         return {}
     try:
         cfg = json.loads(report.read_text()).get("train_config", {})
-        return {"prompt_tokens": int(cfg["prompt_len"]) - 4, "canvas": int(cfg["canvas_len"])}
+        canvas = max(cfg["buckets"]) if "buckets" in cfg else cfg["canvas_len"]  # reports before the bank: canvas_len
+        return {"prompt_tokens": int(cfg["prompt_len"]) - 4, "canvas": int(canvas)}
     except (OSError, ValueError, KeyError):
         return {}
 

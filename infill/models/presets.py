@@ -43,6 +43,10 @@ PRESETS: dict[str, ModelShape] = {
     "tiny": ModelShape(hidden=64, layers=2, heads=2, kv_heads=1, head_dim=32, global_head_dim=32, global_kv_heads=1,
                        intermediate=128, experts=2, top_k=1, expert_intermediate=32, sliding_window=2048,
                        sliding_every=2, canvas=64),
+    # Equal-compute experiments on a CPU (the objective A/B): ~4x cheaper per token than `small`.
+    "mini": ModelShape(hidden=256, layers=4, heads=4, kv_heads=2, head_dim=64, global_head_dim=64, global_kv_heads=2,
+                       intermediate=512, experts=2, top_k=1, expert_intermediate=128, sliding_window=2048,
+                       sliding_every=2, canvas=64),
     # The bundled default (trained by `infill train`): 18.5M parameters, 37 MB in bf16 (the limit is 40 MB).
     "small": ModelShape(hidden=384, layers=8, heads=6, kv_heads=2, head_dim=64, global_head_dim=64,
                         global_kv_heads=2, intermediate=576, experts=2, top_k=1, expert_intermediate=256,

@@ -324,8 +324,13 @@ class DeviceBank:
 
 
 def bucket_sizes(buckets: Sequence[int], prompt_len: int, tokens_per_batch: int, multiple: int = 8) -> dict[int, int]:
-    """Examples per batch for each bucket, so that every batch holds about the same number of slots."""
-    return {b: max(multiple, tokens_per_batch // (prompt_len + b) // multiple * multiple) for b in buckets}
+    """Examples per batch for each bucket, so that every batch holds about the same number of slots
+    (a multiple of 8 when there are that many: friendlier tensor shapes on a GPU)."""
+    sizes = {}
+    for b in buckets:
+        n = max(1, tokens_per_batch // (prompt_len + b))
+        sizes[b] = n // multiple * multiple if n >= multiple else n
+    return sizes
 
 
 __all__ = ["BankBuilder", "DeviceBank", "Chunk", "build_examples", "bucket_sizes", "KINDS"]

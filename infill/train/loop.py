@@ -21,6 +21,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -222,8 +223,10 @@ def _fake_batch(bank: DeviceBank, bucket: int, size: int, vocab: int) -> dict[st
 
 
 def train(cfg: TrainConfig, name: str, run_dir: Path, out_dir: Path | None, tokenizer_dir: Path,
-          device: str = "auto", roots: list[Path] | None = None, log=print, deadline: float | None = None) -> dict:
-    """Train, evaluate and export. `deadline` (time.monotonic()) ends training early enough to export.
+          device: str = "auto", roots: list[Path] | None = None, log=print, deadline: float | None = None,
+          on_export: Callable[[], object] | None = None) -> dict:
+    """Train, evaluate and export. `deadline` (time.monotonic()) ends training early enough to export;
+    `on_export` runs after every export (the device script packs the files it returns).
 
     Returns the training report (also written to run_dir/report.json and next to the weights).
     """
@@ -249,17 +252,19 @@ def train(cfg: TrainConfig, name: str, run_dir: Path, out_dir: Path | None, toke
     write_manifest(corpus, run_dir / "corpus_manifest.json")
     log(f"corpus: {len(train_files)} training files, {len(val_files)} validation files "
         f"({time.perf_counter() - wall0:.1f}s)")
+    if dev.type == "cpu":  # bank workers and the training step share the cores: oversubscribed BLAS crawls
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) - cfg.workers))
     builder = BankBuilder(train_files, tokenizer_dir, ex_cfg, cfg.workers, seed=cfg.seed,
-                          files_per_job=cfg.files_per_job)
+                          files_per_job=cfg.files_per_job, max_examples=cfg.bank_capacity * len(cfg.buckets))
     try:
         return _train(cfg, name, run_dir, out_dir, tokenizer_dir, dev, obj, ex_cfg, builder, val_files, corpus,
-                      log, deadline, wall0)
+                      log, deadline, wall0, on_export or (lambda: None))
     finally:
         builder.close()
 
 
 def _train(cfg, name, run_dir, out_dir, tokenizer_dir, dev, obj, ex_cfg, builder, val_files, corpus, log,
-           deadline, wall0) -> dict:
+           deadline, wall0, on_export) -> dict:
     hf_model, source = initial_model(cfg, tokenizer_dir, log)
     log(f"model: preset {cfg.preset}, {source}, objective {cfg.objective}")
     lean = LeanDiffusionGemma.from_hf(hf_model).to(dev).train()
@@ -377,8 +382,9 @@ def _train(cfg, name, run_dir, out_dir, tokenizer_dir, dev, obj, ex_cfg, builder
             resume()
         if out_dir is not None and elapsed - last_export >= cfg.export_every_s:
             pause()
-            export_weights(lean, hf_model, tokenizer_dir, out_dir, obj, {"config": name, "partial": True,
-                                                                          "step": state["step"]})
+            export_weights(lean, hf_model, tokenizer_dir, out_dir, obj,
+                           {"config": name, "partial": True, "step": state["step"], "train_config": asdict(cfg)})
+            on_export()
             last_export = elapsed
             resume()
     pause()
@@ -414,6 +420,7 @@ def _train(cfg, name, run_dir, out_dir, tokenizer_dir, dev, obj, ex_cfg, builder
         report["size_bytes"] = sum(p.stat().st_size for p in shards)
         (out_dir / "training_report.json").write_text(json.dumps(report, indent=2))
         shutil.copy2(run_dir / "corpus_manifest.json", out_dir / "corpus_manifest.json")
+        on_export()
     log(f"done: {state['step']} steps, {state['tokens']:,} tokens in {train_s:.0f}s "
         f"({report['tokens_per_second']:,} tok/s), validation loss {val['val_loss']:.4f}")
     return report
