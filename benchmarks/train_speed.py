@@ -48,6 +48,23 @@ def old_batches(files, tok, prompt_len: int, canvas: int, batch: int):
                "canvas": b["canvas"], "free": b["noise_mask"], "canvas_positions": b["decoder_position_ids"]}
 
 
+def count_ops(step, batch) -> int:
+    """aten operations one training step dispatches (forward, backward, optimizer): on a GPU each is a kernel
+    launch or more, so this is the overhead a step pays before any arithmetic."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Counter(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Counter.n += 1
+            return func(*args, **(kwargs or {}))
+
+    with Counter():
+        step(batch)
+    return Counter.n
+
+
 def run_block(step, next_batch, seconds: float) -> tuple[int, float, int]:
     """Steps for `seconds`; returns (tokens, seconds, steps)."""
     tokens, steps, t0 = 0, 0, time.perf_counter()
@@ -124,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     for step, nb in variants.values():  # warm up: first steps allocate and fill the loader
         for _ in range(2):
             step(nb())
+    ops = {name: count_ops(step, nb()) for name, (step, nb) in variants.items()}
     totals = {k: [0, 0.0, 0] for k in variants}
     for _, (name, (step, nb)) in itertools.product(range(args.rounds), variants.items()):
         tok_n, secs, steps = run_block(step, nb, args.seconds)
@@ -137,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, (tok_n, secs, steps) in totals.items():
         rate = tok_n / secs
         rows.append({"variant": name, "tokens_per_second": round(rate), "steps": steps, "seconds": round(secs, 1),
-                     "ratio_to_old": round(rate / (base[0] / base[1]), 2)})
+                     "ratio_to_old": round(rate / (base[0] / base[1]), 2), "aten_ops_per_step": ops[name]})
     result = {"command": "python benchmarks/train_speed.py " + " ".join(argv or sys.argv[1:]),
               "machine": f"CPU, {args.threads} thread(s) for the step (+1 DataLoader worker for the old loop)",
               "preset": args.preset, "prompt_len": args.prompt_len, "slots_per_step": slots,

@@ -119,3 +119,42 @@ def test_rope_frequencies_stay_float32_under_a_cast():
     lean = LeanDiffusionGemma.from_hf(_randomized()).to(torch.bfloat16)
     assert all(getattr(lean, f"_inv_freq_{k}").dtype == torch.float32 for k in lean._rope_scaling)
     assert lean.embed.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("self_cond", [False, True])
+def test_static_decoder_matches_the_concatenating_step(self_cond):
+    from infill.models.static_decode import StaticDecoder
+
+    model = _randomized(seed=11)
+    lean = LeanDiffusionGemma.from_hf(model)
+    vocab = model.config.text_config.vocab_size
+    # One prompt of 19 tokens serving 3 canvases, in a decoder with room for 40 prompt tokens.
+    ids, _, positions, canvas, canvas_pos = _batch(vocab, [19], 7, seed=12)
+    canvases = torch.cat([canvas, canvas.flip(-1), canvas.roll(2, -1)], 0)
+    sc = torch.randn(3, 7, vocab) * 2 if self_cond else None
+    with torch.no_grad():
+        enc = lean.encode(ids, positions)
+        want = lean.decode(canvases, canvas_pos.expand(3, -1), enc.kv, self_conditioning_logits=sc)
+        dec = StaticDecoder(lean, batch=3, prompt_capacity=40, canvas=7)
+        dec.load(enc.kv, 19)
+        got = dec.step(canvases, canvas_pos, sc)
+        again = dec.step(canvases, canvas_pos, sc)  # the buffers' canvas part is overwritten, not appended
+    assert torch.allclose(got, want, atol=1e-5) and torch.allclose(again, want, atol=1e-5)
+
+
+def test_static_decoder_with_a_left_padded_batch_of_prompts():
+    from infill.models.static_decode import StaticDecoder
+
+    model = _randomized(seed=13)
+    lean = LeanDiffusionGemma.from_hf(model)
+    vocab = model.config.text_config.vocab_size
+    ids, mask, positions, canvas, canvas_pos = _batch(vocab, [25, 9, 16], 6, seed=14)
+    with torch.no_grad():
+        enc = lean.encode(ids, positions, mask.bool())
+        want = lean.decode(canvas, canvas_pos, enc.kv, mask.bool())
+        dec = StaticDecoder(lean, batch=3, prompt_capacity=32, canvas=6)
+        dec.load(enc.kv, mask.sum(-1), key_mask=mask.bool())
+        got = dec.step(canvas, canvas_pos)
+        with pytest.raises(ValueError, match="capacity"):
+            StaticDecoder(lean, batch=3, prompt_capacity=8, canvas=6).load(enc.kv, 25)
+    assert torch.allclose(got, want, atol=1e-5)

@@ -193,3 +193,30 @@ def test_training_cli_options_reach_the_configuration():
 def test_export_keeps_the_bundled_shape_within_the_size_limit():
     sizes = [p.stat().st_size for p in Path(WEIGHTS_DIR).glob("*.safetensors")]
     assert sizes and max(sizes) <= 15 * 1024 * 1024 and sum(sizes) <= 40 * 1024 * 1024
+
+
+@pytest.mark.slow
+def test_device_script_dry_run_returns_a_loadable_model_within_the_tool_limits(tmp_path):
+    """The prepared GPU run, end to end on the CPU: what comes back fits the device tool and loads."""
+    import os
+    import subprocess
+    import sys
+
+    from infill.engine import Engine
+    from infill.train.device import MAX_FILE_BYTES, MAX_RETURNED_FILES, unpack
+
+    out = tmp_path / "out"
+    env = {**os.environ, "OUT": str(out), "TMPDIR": str(tmp_path),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}  # python3 = this one
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(["bash", "benchmarks/device/train_gpu.sh", "--dry-run"], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    returned = sorted(p for p in out.rglob("*") if p.is_file())
+    assert len(returned) <= MAX_RETURNED_FILES and all(p.stat().st_size <= MAX_FILE_BYTES for p in returned)
+    assert {p.name for p in returned} >= {"meta.tgz", "train.log", "model-00001-of-00003.safetensors"}
+    ckpt = unpack(out, tmp_path / "ckpt")
+    report = json.loads((ckpt / "training_report.json").read_text())
+    assert report["steps"] > 0 and report["train_config"]["preset"] == "small"
+    assert (ckpt / "run" / "history.json").exists()
+    assert Engine.load(str(ckpt)).backend.noise == "mask"

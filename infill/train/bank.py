@@ -242,6 +242,14 @@ class DeviceBank:
             }
         return self._t[bucket]
 
+    def _upload(self, array: np.ndarray, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Host array -> device tensor. On CUDA through pinned memory, asynchronously: a pageable copy
+        would wait for every queued kernel, a host sync in the middle of training."""
+        t = torch.from_numpy(np.ascontiguousarray(array)).to(dtype or self.dtype)
+        if self.device.type == "cuda":
+            return t.pin_memory().to(self.device, non_blocking=True)
+        return t.to(self.device)
+
     def bucket_of(self, canvas_len: int) -> int | None:
         return next((b for b in self.buckets if canvas_len <= b), None)
 
@@ -273,10 +281,10 @@ class DeviceBank:
                     c = chunk.canvas_ids[c_off[i] : c_off[i + 1]]
                     canvas[r, : len(c)] = c
                 t, n0 = self._tensors(b), self.count[b]
-                t["prompt"][n0 : n0 + k] = torch.from_numpy(prompt).to(self.device, self.dtype)
-                t["canvas"][n0 : n0 + k] = torch.from_numpy(canvas).to(self.device, self.dtype)
-                t["prompt_len"][n0 : n0 + k] = torch.from_numpy(chunk.prompt_lens[idx]).to(self.device)
-                t["free"][n0 : n0 + k] = torch.from_numpy(chunk.free[idx]).to(self.device)
+                t["prompt"][n0 : n0 + k] = self._upload(prompt)
+                t["canvas"][n0 : n0 + k] = self._upload(canvas)
+                t["prompt_len"][n0 : n0 + k] = self._upload(chunk.prompt_lens[idx], torch.int32)
+                t["free"][n0 : n0 + k] = self._upload(chunk.free[idx], torch.int32)
                 self.count[b] += k
                 added += k
         return added

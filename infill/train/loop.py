@@ -295,19 +295,26 @@ def _train(cfg, name, run_dir, out_dir, tokenizer_dir, dev, obj, ex_cfg, builder
     fn = step_losses
     compile_s = 0.0
     if cfg.compile:
-        # 3. Compile every bucket's shapes while the bank fills (one graph per bucket, no recompiles later).
+        # 3. Compile while the bank fills: one graph with symbolic batch and canvas sizes serves every
+        # bucket (one compile instead of one per bucket), then every bucket is run once so nothing
+        # compiles during training. A failure falls back to eager: slower, never fatal.
         t0 = time.perf_counter()
-        fn = torch.compile(step_losses, dynamic=False)
-        for b, size in sizes.items():
-            fake = _fake_batch(bank, b, size, text.vocab_size)
-            with autocast(cfg, dev):
-                c, a = fn(fake, noise_levels(size, cfg.t_min, dev))
-            (c + cfg.ar_weight * a).backward()
+        compiled = torch.compile(step_losses, dynamic=True)
+        try:
+            for b, size in sizes.items():
+                fake = _fake_batch(bank, b, size, text.vocab_size)
+                with autocast(cfg, dev):
+                    c, a = compiled(fake, noise_levels(size, cfg.t_min, dev))
+                (c + cfg.ar_weight * a).backward()
+            fn = compiled
+        except Exception as exc:  # noqa: BLE001 (any compiler failure: eager still trains)
+            log(f"torch.compile failed ({type(exc).__name__}: {str(exc)[:200]}); training eagerly")
         opt.zero_grad(set_to_none=True)
         if dev.type == "cuda":
             torch.cuda.synchronize()
         compile_s = time.perf_counter() - t0
-        log(f"compiled {len(sizes)} bucket shapes in {compile_s:.0f}s")
+        log(f"compiled for {len(sizes)} bucket shapes in {compile_s:.0f}s" if fn is compiled else
+            f"compile attempt took {compile_s:.0f}s")
 
     # 4. Wait for enough holes to start.
     bank.add(builder.take(wait_for=cfg.bank_min))
