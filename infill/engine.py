@@ -29,16 +29,12 @@ from .models import load_backend
 from .models.base import Backend, LoadOptions, PromptState
 from .models.presets import WEIGHTS_DIR
 from .prompt import CanvasLayout, EncodedPrompt, PromptConfig, candidate_layouts, encode_prompt
+from .quality import quality
 from .request import Candidate, InfillRequest, InfillResult
-from .sampler import SampleOutput, quality_preset, sample
+from .sampler import SampleOutput, SamplerConfig, quality_preset, sample
 from .syntax import language_for_path, normalize_language
 
 MODEL_ENV = "INFILL_MODEL"
-
-# What each quality preset allows beyond the sampler's own settings: (escalate to longer candidates, repair
-# rounds). "fast" is for completion while typing: one sampler run, no second chances.
-QUALITY_POLICY: dict[str, tuple[bool, int | None]] = {"fast": (False, 0), "balanced": (True, None),
-                                                     "thinking": (True, None)}
 
 
 @dataclass(frozen=True)
@@ -75,6 +71,7 @@ class _Job:
     prompt: EncodedPrompt
     state: PromptState
     groups: list[tuple[int, ...]]  # candidate lengths still to try, shortest group first
+    sampler: SamplerConfig  # the request's quality preset, with its step budget
     started: float
     on_draft: Callable[[int, str], None] | None
     cancelled: Callable[[], bool] | None
@@ -85,10 +82,6 @@ class _Job:
     @property
     def pending(self) -> bool:
         return bool(self.groups)
-
-    @property
-    def max_steps(self) -> int:
-        return quality_preset(self.req.quality, self.req.max_steps).max_steps
 
     def stop_reason(self) -> InfillError | None:
         if self.cancelled is not None and self.cancelled():
@@ -161,8 +154,8 @@ class Engine:
                 results[i] = exc
         while active := [j for j in jobs if j.pending and j.error is None]:
             # a shared run has one sampler configuration: requests of one quality run together
-            for quality in dict.fromkeys(j.req.quality for j in active):
-                self._run_round([j for j in active if j.req.quality == quality])
+            for name in dict.fromkeys(j.req.quality for j in active):
+                self._run_round([j for j in active if j.req.quality == name])
         for job in jobs:
             try:
                 results[job.index] = job.error or self._finish(job)
@@ -187,10 +180,11 @@ class Engine:
         state = self.backend.prefill(prompt)
         lengths = hole.lengths
         half = (len(lengths) + 1) // 2
-        escalate = self.config.escalate and QUALITY_POLICY.get(req.quality, (True, None))[0]
+        escalate = self.config.escalate and quality(req.quality).escalate
         groups = [lengths[:half], lengths[half:]] if escalate and len(lengths) > 1 else [lengths]
         return _Job(index=index, req=req, language=language, hole=hole, prompt=prompt, state=state,
-                    groups=[g for g in groups if g], started=started, on_draft=on_draft, cancelled=cancelled,
+                    groups=[g for g in groups if g], sampler=quality_preset(req.quality, req.max_steps),
+                    started=started, on_draft=on_draft, cancelled=cancelled,
                     passes=1 if state.computed_tokens or not state.reused_tokens else 0)  # a reused prompt is free
 
     def _run_round(self, jobs: list[_Job]) -> None:
@@ -210,10 +204,10 @@ class Engine:
         counts = [sum(1 for j, _ in rows if j is job) for job in jobs]
         state = jobs[0].state if len(jobs) == 1 else self.backend.merge([j.state for j in jobs], counts)
         owner = torch.tensor([jobs.index(j) for j, _ in rows])  # (B,) job of each row
-        req = jobs[0].req  # the step budget of a shared batch is its largest; the quality is the same for all
-        out = sample(self.backend, state, clamp_ids, quality_preset(req.quality, max(j.max_steps for j in jobs)),
-                     processors, seed=seeds, on_step=self._draft_reporter(jobs, rows, owner),
-                     cancelled=self._row_canceller(jobs, owner))
+        # the quality is the same for all jobs; the step budget of a shared batch is the largest
+        cfg = replace(jobs[0].sampler, max_steps=max(j.sampler.max_steps for j in jobs))
+        out = sample(self.backend, state, clamp_ids, cfg, processors, seed=seeds,
+                     on_step=self._draft_reporter(jobs, rows, owner), cancelled=self._row_canceller(jobs, owner))
         for i, job in enumerate(jobs):
             mine = [r for r in range(len(rows)) if owner[r] == i]
             if bool(out.dropped[mine].any()):
@@ -229,10 +223,10 @@ class Engine:
         """Choose among the candidates, repair the chosen one if it broke the syntax, report."""
         best = max(range(len(job.runs)), key=lambda r: _rank(job.runs[r]))
         chosen, repaired = job.runs[best], False
-        rounds = QUALITY_POLICY.get(job.req.quality, (True, None))[1]
+        rounds = quality(job.req.quality).repair_rounds
         rounds = self.config.constraints.repair_rounds if rounds is None else rounds
         if not chosen.verdict.ok and rounds:
-            chosen, extra, repaired = self._repair(chosen, job.state, job.req, job.hole, rounds)
+            chosen, extra, repaired = self._repair(chosen, job, rounds)
             job.passes += extra
         hole = job.hole
         return InfillResult(
@@ -315,10 +309,10 @@ class Engine:
         best = min(range(len(variants)), key=lambda i: (verdicts[i].added, -i if not verdicts[0].ok else i))
         return variants[best], verdicts[best]
 
-    def _repair(self, run: _Run, state: PromptState, req: InfillRequest, hole: Hole,
-                rounds: int) -> tuple[_Run, int, bool]:
+    def _repair(self, run: _Run, job: _Job, rounds: int) -> tuple[_Run, int, bool]:
         """Re-noise the tokens around the first added error, keep everything else, denoise again."""
         cfg = self.config.constraints
+        req = job.req
         passes = 0
         for _ in range(rounds):
             if run.verdict.first_error is None or not run.ids:
@@ -330,11 +324,11 @@ class Engine:
             clamp[0, lo:hi] = -1
             ban = ban_processor(self.backend.ids.banned, clamp < 0)
             steps = min(cfg.repair_steps, req.max_steps or cfg.repair_steps)
-            repaired = sample(self.backend, state, clamp, quality_preset(req.quality, steps), [ban],
+            repaired = sample(self.backend, job.state, clamp, replace(job.sampler, max_steps=steps), [ban],
                               seed=None if req.seed is None else req.seed + 1, init_canvas=canvas,
                               deadline=req.deadline)
             passes += repaired.forward_passes
-            candidate = self._decode(repaired, 0, run.layout, req.text, hole)
+            candidate = self._decode(repaired, 0, run.layout, req.text, job.hole)
             if candidate.verdict.added < run.verdict.added or candidate.verdict.ok:
                 return candidate, passes, True
         return run, passes, False

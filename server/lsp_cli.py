@@ -17,16 +17,16 @@ import argparse
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from infill.cli import add_model_arguments
-
-    from .protocol import QUALITIES
+    from infill.quality import DEFAULTS, NAMES
 
     p.add_argument("--embedded", action="store_true",
                    help="run the model in this process instead of talking to the daemon")
     p.add_argument("--daemon", metavar="ADDRESS", help="model daemon address (default ws://127.0.0.1:8977)")
     p.add_argument("--debounce", type=int, metavar="MS", help="wait this long for more keystrokes (default 150)")
-    p.add_argument("--quality", choices=QUALITIES, help="sampler preset of as-you-type completions (default fast)")
-    p.add_argument("--action-quality", choices=QUALITIES,
-                   help="sampler preset of 'Fix this block' and 'Fill selection' (default balanced)")
+    p.add_argument("--quality", choices=NAMES,
+                   help=f"sampler preset of as-you-type completions (default {DEFAULTS.typing})")
+    p.add_argument("--action-quality", choices=NAMES,
+                   help=f"sampler preset of 'Fix this block' and 'Fill selection' (default {DEFAULTS.action})")
     p.add_argument("--log-file", metavar="PATH", help="also write the log here")
     add_model_arguments(p)
 

@@ -25,11 +25,12 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
+from infill.quality import DEFAULTS, NAMES
+
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024  # one request carries a whole document
 MAX_TEXT_CHARS = 2_000_000  # documents larger than this are refused
 MAX_ID_CHARS = 128
 MAX_DEPTH = 16  # JSON nesting levels; a client message has 2 (the lists of 'range' and 'lengths')
-QUALITIES = ("fast", "balanced", "thinking")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads turns an unpaired "\\ud800" escape into one
 
 
@@ -74,7 +75,7 @@ class InfillMessage(Message):
     range: tuple[int, int] | None = None
     path: str | None = None
     language: str | None = None
-    quality: str = "balanced"
+    quality: str = DEFAULTS.request
     max_steps: int | None = None
     seed: int | None = None
     deadline_ms: int | None = None  # give up after this many milliseconds in the daemon
@@ -250,7 +251,7 @@ def _validate_infill(data: dict[str, Any]) -> InfillMessage:
         data = {**data, "range": tuple(rng)}
     for name in ("path", "language"):
         _check(data.get(name) is None or isinstance(data[name], str), f"'{name}' must be a string", rid)
-    _check(data.get("quality", "balanced") in QUALITIES, f"'quality' must be one of {', '.join(QUALITIES)}", rid)
+    _check(data.get("quality", DEFAULTS.request) in NAMES, f"'quality' must be one of {', '.join(NAMES)}", rid)
     for name, hi in (("max_steps", 1024), ("seed", 2**63 - 1), ("deadline_ms", 3_600_000)):
         v = data.get(name)
         _check(v is None or (_is_int(v) and 0 <= v <= hi), f"'{name}' must be an integer in 0..{hi}", rid)

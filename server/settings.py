@@ -25,8 +25,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from infill.quality import DEFAULTS, NAMES
+
 from .postprocess import Formatting
-from .protocol import QUALITIES
 
 DEFAULT_DAEMON = "ws://127.0.0.1:8977"
 SECTION = "infill"
@@ -37,8 +38,8 @@ class Settings:
     model: str | None = None  # None: $INFILL_MODEL, then the bundled model
     daemon: str = DEFAULT_DAEMON  # websocket address of the model daemon
     debounce_ms: int = 150  # completion requests within this window supersede the earlier ones
-    quality: str = "fast"  # sampler preset while typing: latency first (no escalation, no repairs)
-    action_quality: str = "balanced"  # preset of explicit requests (code actions, fillRange): the user waits
+    quality: str = DEFAULTS.typing  # preset of as-you-type suggestions (infill.quality says why)
+    action_quality: str = DEFAULTS.action  # preset of code actions and infill.fillRange
     enable: Mapping[str, bool] = field(default_factory=dict)  # languageId -> on/off; "*": the rest
     max_steps: int | None = None  # denoising step cap; None: the quality preset's
     lengths: tuple[int, ...] | None = None  # candidate canvas lengths; None: the span sizer's
@@ -105,8 +106,8 @@ def _int_in(lo: int, hi: int, optional: bool = False, zero_is_none: bool = False
 
 
 def _quality(v: Any) -> str:
-    if v not in QUALITIES:
-        raise ValueError(f"expected one of {', '.join(QUALITIES)}, got {v!r}")
+    if v not in NAMES:
+        raise ValueError(f"expected one of {', '.join(NAMES)}, got {v!r}")
     return v
 
 
