@@ -15,13 +15,8 @@ from .constraints import (
     SyntaxVerdict,
     ban_processor,
     check_splice,
-    detect_indent_unit,
-    fit_first_line,
-    keep_line_break,
     middle_ids,
-    reindent,
     seam_processor,
-    trim_overlap,
 )
 from .errors import BadInputError, CancelledError, DeadlineExceededError, InfillError, ModelLoadError
 from .hole import Hole
@@ -33,6 +28,7 @@ from .quality import quality
 from .request import Candidate, InfillRequest, InfillResult
 from .sampler import SampleOutput, SamplerConfig, quality_preset, sample
 from .syntax import language_for_path, normalize_language
+from .textfix import detect_indent_unit, fit_first_line, keep_line_break, reindent, trim_overlap
 
 MODEL_ENV = "INFILL_MODEL"
 
@@ -300,7 +296,7 @@ class Engine:
         middle = keep_line_break(middle, text[hole.start : hole.end])
         variants = [middle]
         if cfg.trim_overlap:
-            variants += [v for v in trim_overlap(middle, suffix, cfg) if v not in variants]
+            variants += [v for v in trim_overlap(middle, suffix, cfg.min_overlap_chars) if v not in variants]
         if hole.closers and not middle.rstrip().endswith(hole.closers[-1]) \
                 and not suffix.lstrip().startswith(hole.closers[0]):
             variants.append(middle + hole.closers)

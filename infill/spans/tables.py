@@ -6,6 +6,8 @@ Names come from each grammar's node-types.json (tree-sitter-python 0.25, -javasc
 
 from __future__ import annotations
 
+from ..textfix import BRACKETS, QUOTES
+
 _JS_BRACES = frozenset({"statement_block", "class_body", "switch_body", "class_static_block"})
 _C_BRACES = frozenset({"compound_statement", "field_declaration_list", "enumerator_list", "declaration_list"})
 
@@ -46,9 +48,8 @@ PY_INLINE_COLONS = frozenset({"lambda", "pair", "slice", "type", "typed_paramete
 VALUE_LEADS = frozenset({"=", ":=", "(", "[", ",", ":", "?", "return", "yield", "await", "||", "&&",
                          "??", "+", "-", "*", "/", "%", "!", "<", ">", "==", "!=", "in", "of", "case"})
 
-OPENING = {"(": ")", "[": "]", "{": "}", "${": "}"}
-CLOSING = frozenset(OPENING.values())
-QUOTES = frozenset({'"', "'", "`", '"""', "'''", "string_start", "string_end"})
+OPENING = {**BRACKETS, "${": "}"}  # bracket leaves -> their closer (`${` opens a template interpolation)
+QUOTE_LEAVES = frozenset({*QUOTES, '"""', "'''", "string_start", "string_end"})  # leaves that delimit strings
 
 # Comments never count as the code of a line.
 COMMENT_TYPES = frozenset({"comment", "line_comment", "block_comment"})
