@@ -1,7 +1,7 @@
 """The language server's requests, free of LSP types: a suggestion at a cursor, a regenerated range.
 
-    at_cursor:  type-through reuse ─▶ debounce ─▶ backend.fill(cursor) ─▶ postprocess.inline_edit ─▶ Edit
-    over_range: backend.fill(range) ─▶ postprocess.range_edit ─▶ Edit
+    at_cursor:  type-through reuse ─▶ debounce ─▶ service.fill(cursor) ─▶ postprocess.inline_edit ─▶ Edit
+    over_range: service.fill(range) ─▶ postprocess.range_edit ─▶ Edit
 
 Failures never reach the editor as errors: a cancelled, superseded, failed or unavailable request is an
 empty answer (None), and the reason goes to the log. `stats()` counts what happened, for `infill/status`,
@@ -19,11 +19,11 @@ from typing import Any
 
 from pygls.uris import to_fs_path
 
-from .backends import Backend, FillError, Unavailable
 from .documents import Document
 from .postprocess import Edit, Formatting, detect_formatting, inline_edit, range_edit
-from .protocol import ErrorCode, InfillMessage, ResultMessage, replace_lone_surrogates
+from .protocol import ErrorCode, FillError, InfillMessage, ResultMessage, Unavailable, replace_lone_surrogates
 from .scheduling import Scheduler
+from .services import ModelService
 from .settings import Settings
 from .typethrough import TypeThrough
 
@@ -51,10 +51,10 @@ def grammar_of(doc: Document) -> str | None:
 
 
 class Completer:
-    def __init__(self, backend: Backend, settings: Callable[[], Settings]) -> None:
-        self.backend = backend
+    def __init__(self, service: ModelService, settings: Callable[[], Settings]) -> None:
+        self.service = service
         self._settings = settings
-        self.scheduler = Scheduler(lambda rid: self.backend.cancel(rid))
+        self.scheduler = Scheduler(lambda rid: self.service.cancel(rid))
         self.typethrough = TypeThrough()
         self.counts: Counter[str] = Counter()
         self.model_seconds = 0.0  # engine time (queueing included) of the answered model requests
@@ -142,10 +142,10 @@ class Completer:
         self.scheduler.start(doc.uri, msg.id, supersedable)
         self.counts["model_calls"] += 1
         try:
-            result = await self.backend.fill(msg)
+            result = await self.service.fill(msg)
             self.model_seconds += result.seconds + result.queued_seconds
             return result
-        except asyncio.CancelledError:  # $/cancelRequest: the backend has cancelled the model's work
+        except asyncio.CancelledError:  # $/cancelRequest: the service has cancelled the model's work
             self.counts["cancelled"] += 1
             raise
         except FillError as exc:

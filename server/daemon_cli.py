@@ -88,7 +88,8 @@ def run_status(args: argparse.Namespace) -> int:
     import asyncio
     import json
 
-    from .client import DaemonClient, DaemonError, DaemonUnavailable
+    from .client import DaemonClient
+    from .protocol import FillError, Unavailable
 
     async def ask() -> dict:
         async with DaemonClient(_address(args)) as client:
@@ -96,8 +97,8 @@ def run_status(args: argparse.Namespace) -> int:
 
     try:
         status = asyncio.run(ask())
-    except DaemonError as exc:  # nobody listening, or a daemon that refuses our token
-        hint = "; start one with `infill daemon`" if isinstance(exc, DaemonUnavailable) else ""
+    except FillError as exc:  # nobody listening, or a daemon that refuses our token
+        hint = "; start one with `infill daemon`" if isinstance(exc, Unavailable) else ""
         return _no_daemon(exc.message + hint)
     print(json.dumps(status, indent=2))
     return 0

@@ -8,7 +8,7 @@
                                     command in the action instead.
     workspace/executeCommand        infill.fillRange(uri, range): regenerate the range, apply it with
                                     workspace/applyEdit, return a summary
-    infill/status                   counters, type-through reuse, the backend's state and cache hit rate
+    infill/status                   counters, type-through reuse, the model service's state ("backend") and cache hits
 
 Documents are kept by `server.documents` (LSP line breaks, clamped positions, the negotiated position
 encoding). Completions are never errors: anything that goes wrong is an empty list and a log line
@@ -30,10 +30,10 @@ from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 from pygls.protocol.language_server import lsp_method
 
-from .backends import Backend
 from .completions import Completer
 from .documents import DocumentStore, range_offsets, to_range
 from .postprocess import Edit
+from .services import ModelService
 from .settings import SECTION, Settings
 
 log = logging.getLogger("infill.lsp")
@@ -81,20 +81,20 @@ class InfillProtocol(LanguageServerProtocol):
 
 
 class InfillServer(LanguageServer):
-    def __init__(self, backend: Backend, settings: Settings) -> None:
+    def __init__(self, service: ModelService, settings: Settings) -> None:
         from infill import __version__
 
         super().__init__("infill", __version__, protocol_cls=InfillProtocol,
                          text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
         self.settings = settings
         self.documents = DocumentStore()
-        self.completer = Completer(backend, lambda: self.settings)
+        self.completer = Completer(service, lambda: self.settings)
         self._notify_loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
 
     @property
-    def backend(self) -> Backend:
-        return self.completer.backend
+    def service(self) -> ModelService:
+        return self.completer.service
 
     @property
     def encoding(self) -> str:
@@ -126,7 +126,7 @@ class InfillServer(LanguageServer):
             self.notify(logging.WARNING, f"infill: {source}: {problem}")
         old, self.settings = self.settings, new
         if (new.resolved_model, new.daemon) != (old.resolved_model, old.daemon):
-            self.backend.configure(new.resolved_model, new.daemon)
+            self.service.configure(new.resolved_model, new.daemon)
 
     # -- LSP shapes --------------------------------------------------------------------------------------------
     def lsp_range(self, uri: str, start: int, end: int) -> types.Range:
@@ -165,8 +165,8 @@ def never_fails(empty: Callable[[], Any]):
     return wrap
 
 
-def build_server(backend: Backend, settings: Settings) -> InfillServer:
-    server = InfillServer(backend, settings)
+def build_server(service: ModelService, settings: Settings) -> InfillServer:
+    server = InfillServer(service, settings)
 
     @server.feature(types.INITIALIZE)
     def initialize(ls: InfillServer, params: types.InitializeParams) -> None:
@@ -175,14 +175,14 @@ def build_server(backend: Backend, settings: Settings) -> InfillServer:
 
     @server.feature(types.INITIALIZED)
     async def initialized(ls: InfillServer, params: types.InitializedParams) -> None:
-        await ls.backend.start()
+        await ls.service.start()
         ws = ls.client_capabilities.workspace
         if ws and ws.configuration:
             await pull_configuration(ls)
 
     @server.feature(types.SHUTDOWN)
     async def shutdown(ls: InfillServer, params: None) -> None:
-        await ls.backend.close()
+        await ls.service.close()
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     async def did_change_configuration(ls: InfillServer, params: types.DidChangeConfigurationParams) -> None:
@@ -304,7 +304,7 @@ def build_server(backend: Backend, settings: Settings) -> InfillServer:
 
     @server.feature(STATUS)
     async def status(ls: InfillServer, params: Any) -> dict[str, Any]:
-        return {**ls.completer.stats(), "backend": await ls.backend.status(), "settings": _settings_json(ls.settings)}
+        return {**ls.completer.stats(), "backend": await ls.service.status(), "settings": _settings_json(ls.settings)}
 
     return server
 

@@ -56,8 +56,8 @@ def run(args: argparse.Namespace) -> int:
 
     from infill.cli import load_options, quiet_transformers
 
-    from .backends import DaemonBackend, EmbeddedBackend
     from .lsp import build_server
+    from .services import DaemonService, EmbeddedService
     from .settings import Settings
 
     raw = {k: v for k, v in {"model": args.model, "daemon": args.daemon, "debounce": args.debounce,
@@ -74,11 +74,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.embedded:
         quiet_transformers(verbose)
-        backend = EmbeddedBackend(settings.resolved_model, load_options(args), notify)
+        service = EmbeddedService(settings.resolved_model, load_options(args), notify)
     else:
-        backend = DaemonBackend(settings.daemon, settings.resolved_model, notify, extra_args=daemon_args(args))
-    server = holder["server"] = build_server(backend, settings)
-    logging.getLogger("infill.lsp").info("infill lsp: %s", backend.description)
+        service = DaemonService(settings.daemon, settings.resolved_model, notify, extra_args=daemon_args(args))
+    server = holder["server"] = build_server(service, settings)
+    logging.getLogger("infill.lsp").info("infill lsp: %s", service.description)
     server.start_io(sys.stdin.buffer, protocol_out)
     return 0
 

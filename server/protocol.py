@@ -15,7 +15,11 @@ Every message is one JSON object (a websocket text frame) with a `type` field:
       {"type": "status", "model": "...", "queue": 0, ...}
 
 Messages are validated on arrival (`parse`): unknown types, wrong field types and oversized messages become
-`ProtocolError`s with a code and a message a person can act on.
+`ProtocolError`s with a code and a message a person can act on. A request that gets no result is a
+`FillError` wherever it is seen (the client, the language server's model services):
+
+    FillError        the daemon or the embedded engine answered with an error: `code` is an ErrorCode
+    └── Unavailable  no model to talk to: nobody answers, the connection dropped, the model did not load
 """
 
 from __future__ import annotations
@@ -44,6 +48,25 @@ class ErrorCode:
     OVERLOADED = "overloaded"  # the queue is full
     MODEL = "model_error"  # the model failed (out of memory, ...); the daemon keeps serving
     INTERNAL = "internal"
+
+
+UNAVAILABLE = "unavailable"  # Unavailable.code: not an ErrorCode, the daemon never sends it
+
+
+class FillError(Exception):
+    """A request got no result; `code` is one of ErrorCode (or UNAVAILABLE) and `message` says why."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code, self.message = code, message
+
+
+class Unavailable(FillError):
+    """No model to talk to right now: nobody answers at the address, the connection dropped, the model did not
+    load. The language server answers empty and tries again later."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(UNAVAILABLE, message)
 
 
 class ProtocolError(Exception):
