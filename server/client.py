@@ -28,6 +28,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from . import auth
+from .contract import DEFAULT_ADDRESS, DEFAULT_PORT
 from .protocol import (
     MAX_MESSAGE_BYTES,
     CancelMessage,
@@ -46,7 +47,6 @@ from .protocol import (
 
 log = logging.getLogger("infill.client")
 
-DEFAULT_ADDRESS = "ws://127.0.0.1:8977"
 ROOT = Path(__file__).resolve().parents[1]  # the checkout holding infill/ and server/
 
 
@@ -191,7 +191,7 @@ class DaemonClient:
 # -- starting a daemon on demand ------------------------------------------------------------------------------
 def _port(address: str) -> int:
     parts = urlsplit(address)
-    return parts.port or 8977
+    return parts.port or DEFAULT_PORT
 
 
 async def _try_connect(address: str) -> DaemonClient | None:

@@ -48,6 +48,7 @@ from infill.errors import BadInputError
 from infill.request import InfillRequest, InfillResult
 
 from . import auth, wire
+from .contract import DEFAULT_HOST, DEFAULT_PORT, ws_address
 from .protocol import (
     MAX_MESSAGE_BYTES,
     CancelMessage,
@@ -67,8 +68,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("infill.daemon")
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8977
 MAX_FRAME_BYTES = MAX_MESSAGE_BYTES + 64 * 1024  # websockets closes the connection (1009) above this
 
 
@@ -88,10 +87,6 @@ class DaemonConfig:
             raise ValueError("max_batch and max_queue must be at least 1")
         if self.batch_window < 0:
             raise ValueError("batch_window must be >= 0")
-
-
-def ws_address(host: str, port: int) -> str:
-    return f"ws://[{host}]:{port}" if ":" in host else f"ws://{host}:{port}"
 
 
 @dataclass(eq=False)

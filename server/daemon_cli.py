@@ -17,7 +17,8 @@ import sys
 
 from infill.cli import positive_int
 
-DEFAULT_PORT = 8977  # = server.daemon.DEFAULT_PORT, repeated so that --help imports nothing heavy
+from .contract import DEFAULT_HOST, DEFAULT_PORT, ws_address
+
 EXIT_NO_DAEMON = 3
 
 
@@ -48,7 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="run (default): serve in the foreground; status: print a running daemon's status as JSON; "
                         "stop: send SIGTERM to the running daemon")
     net = p.add_argument_group("network")
-    net.add_argument("--host", help="bind this address instead of 127.0.0.1; a non-loopback address is reachable "
+    net.add_argument("--host", help=f"bind this address instead of {DEFAULT_HOST}; a non-loopback address is reachable "
                                     "by other machines, protected only by the token (a warning is printed)")
     net.add_argument("--port", type=_port, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     batch = p.add_argument_group("batching")
@@ -71,10 +72,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _address(args: argparse.Namespace) -> str:
-    host = args.host or "127.0.0.1"
+    host = args.host or DEFAULT_HOST
     if host in ("0.0.0.0", "::", ""):  # a wildcard bind is reached through loopback
-        host = "127.0.0.1"
-    return f"ws://[{host}]:{args.port}" if ":" in host else f"ws://{host}:{args.port}"
+        host = DEFAULT_HOST
+    return ws_address(host, args.port)
 
 
 def _no_daemon(message: str) -> int:
@@ -135,7 +136,7 @@ def run_daemon(args: argparse.Namespace) -> int:
     from .auth import is_loopback
 
     auth.load_or_create_token()  # an unsafe token file stops us before the model loads
-    host = args.host or "127.0.0.1"
+    host = args.host or DEFAULT_HOST
     if not is_loopback(host):
         print(f"infill daemon: warning: binding {host}: other machines can reach the daemon; only the token in "
               f"{auth.token_path()} protects it", file=sys.stderr)

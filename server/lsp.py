@@ -31,15 +31,14 @@ from pygls.protocol import LanguageServerProtocol
 from pygls.protocol.language_server import lsp_method
 
 from .completions import Completer
+from .contract import FILL_RANGE, SECTION, STATUS
 from .documents import DocumentStore, range_offsets, to_range
 from .postprocess import Edit
 from .services import ModelService
-from .settings import SECTION, Settings
+from .settings import Settings
 
 log = logging.getLogger("infill.lsp")
 
-FILL_RANGE = "infill.fillRange"
-STATUS = "infill/status"
 FIX_BLOCK, FILL_SELECTION = "fixBlock", "fillSelection"
 ACTIONS = {  # what -> (title, kind)
     FIX_BLOCK: ("Fix this block (infill)", types.CodeActionKind.QuickFix),
@@ -304,7 +303,7 @@ def build_server(service: ModelService, settings: Settings) -> InfillServer:
 
     @server.feature(STATUS)
     async def status(ls: InfillServer, params: Any) -> dict[str, Any]:
-        return {**ls.completer.stats(), "backend": await ls.service.status(), "settings": _settings_json(ls.settings)}
+        return {**ls.completer.stats(), "backend": await ls.service.status(), "settings": ls.settings.to_json()}
 
     return server
 
@@ -330,9 +329,3 @@ def _range(raw: dict[str, Any]) -> types.Range:
         return types.Position(line=int(p["line"]), character=int(p["character"]))
 
     return types.Range(start=pos(raw["start"]), end=pos(raw["end"]))
-
-
-def _settings_json(s: Settings) -> dict[str, Any]:
-    return {"model": s.resolved_model, "daemon": s.daemon, "debounce": s.debounce_ms, "quality": s.quality,
-            "actionQuality": s.action_quality, "enable": dict(s.enable), "maxSteps": s.max_steps,
-            "lengths": list(s.lengths) if s.lengths else None, "deadline": s.deadline_ms, "seed": s.seed}

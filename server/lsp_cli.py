@@ -19,10 +19,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from infill.cli import add_model_arguments
     from infill.quality import DEFAULTS, NAMES
 
+    from .contract import DEFAULT_ADDRESS
+    from .settings import Settings
+
     p.add_argument("--embedded", action="store_true",
                    help="run the model in this process instead of talking to the daemon")
-    p.add_argument("--daemon", metavar="ADDRESS", help="model daemon address (default ws://127.0.0.1:8977)")
-    p.add_argument("--debounce", type=int, metavar="MS", help="wait this long for more keystrokes (default 150)")
+    p.add_argument("--daemon", metavar="ADDRESS", help=f"model daemon address (default {DEFAULT_ADDRESS})")
+    p.add_argument("--debounce", type=int, metavar="MS",
+                   help=f"wait this long for more keystrokes (default {Settings.debounce_ms})")
     p.add_argument("--quality", choices=NAMES,
                    help=f"sampler preset of as-you-type completions (default {DEFAULTS.typing})")
     p.add_argument("--action-quality", choices=NAMES,

@@ -31,6 +31,8 @@ from typing import Any, ClassVar
 
 from infill.quality import DEFAULTS, NAMES
 
+from .contract import LIMITS
+
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024  # one request carries a whole document
 MAX_TEXT_CHARS = 2_000_000  # documents larger than this are refused
 MAX_ID_CHARS = 128
@@ -275,14 +277,15 @@ def _validate_infill(data: dict[str, Any]) -> InfillMessage:
     for name in ("path", "language"):
         _check(data.get(name) is None or isinstance(data[name], str), f"'{name}' must be a string", rid)
     _check(data.get("quality", DEFAULTS.request) in NAMES, f"'quality' must be one of {', '.join(NAMES)}", rid)
-    for name, hi in (("max_steps", 1024), ("seed", 2**63 - 1), ("deadline_ms", 3_600_000)):
+    for name, hi in (("max_steps", LIMITS.max_steps), ("seed", LIMITS.seed), ("deadline_ms", LIMITS.deadline_ms)):
         v = data.get(name)
         _check(v is None or (_is_int(v) and 0 <= v <= hi), f"'{name}' must be an integer in 0..{hi}", rid)
     _check(isinstance(data.get("stream", False), bool), "'stream' must be true or false", rid)
     lengths = data.get("lengths")
     if lengths is not None:
-        _check(isinstance(lengths, list) and 0 < len(lengths) <= 8 and all(_is_int(n) and 1 <= n <= 1024 for n in lengths),
-               "'lengths' must be 1-8 integers in 1..1024", rid)
+        _check(isinstance(lengths, list) and 0 < len(lengths) <= LIMITS.lengths
+               and all(_is_int(n) and 1 <= n <= LIMITS.length for n in lengths),
+               f"'lengths' must be 1-{LIMITS.lengths} integers in 1..{LIMITS.length}", rid)
         data = {**data, "lengths": tuple(lengths)}
     return _build(InfillMessage, data)  # type: ignore[return-value]
 

@@ -14,7 +14,7 @@ import tree_sitter as ts
 
 from ..textfix import CLOSERS, LINE_END_PUNCTUATION, QUOTES
 from .context import Document, leaves
-from .tables import BRACE_BLOCKS, OPENING, QUOTE_LEAVES, VALUE_LEADS
+from .tables import OPENING, QUOTE_LEAVES, VALUE_LEADS, brace_blocks
 
 # What may follow the cursor on its line for the editor to have typed it by itself (auto-closing);
 # LINE_END_PUNCTUATION may end such a line after them (`foo(|);`, `if f(|):`).
@@ -41,9 +41,10 @@ def is_block_brace(leaf: ts.Node, language: str) -> bool:
     parent = leaf.parent
     if parent is None or leaf.type != "{":
         return False
-    if parent.type in BRACE_BLOCKS[language]:
+    blocks = brace_blocks(language)
+    if parent.type in blocks:
         return True
-    if not parent.is_error or not BRACE_BLOCKS[language]:
+    if not parent.is_error or not blocks:
         return False
     prev = leaf.prev_sibling  # inside an ERROR node the tokens are flat, so the sibling is the token before
     return prev is None or prev.type not in VALUE_LEADS
