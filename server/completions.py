@@ -2,6 +2,8 @@
 
     at_cursor:  type-through reuse ─▶ debounce ─▶ service.fill(cursor) ─▶ postprocess.inline_edit ─▶ Edit
     over_range: service.fill(range) ─▶ postprocess.range_edit ─▶ Edit
+    targets:    the ranges the code actions would regenerate (the block under the cursor, the selection)
+    as_completion: a suggestion as a completion item (label, filter text, the word it replaces)
 
 Failures never reach the editor as errors: a cancelled, superseded, failed or unavailable request is an
 empty answer (None), and the reason goes to the log. `stats()` counts what happened, for `infill/status`,
@@ -29,6 +31,9 @@ from .typethrough import TypeThrough
 
 log = logging.getLogger(__name__)
 
+FIX_BLOCK, FILL_SELECTION = "fixBlock", "fillSelection"  # the code actions, as named in their resolve data
+LABEL_CHARS = 60  # a completion item's label: its first line, cut here
+
 
 @dataclass(frozen=True)
 class RangeFill:
@@ -37,6 +42,35 @@ class RangeFill:
     edit: Edit | None
     result: ResultMessage | None
     error: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """What infill.fillRange answers, before the client applies the edit."""
+        out: dict[str, Any] = {"applied": False}
+        if self.result is not None:
+            out.update(model=self.result.model, seconds=self.result.seconds, syntax_ok=self.result.syntax_ok,
+                       steps=self.result.steps)
+        return out | ({"error": self.error} if self.edit is None else {"text": self.edit.text})
+
+
+@dataclass(frozen=True)
+class CompletionEntry:
+    """A suggestion as a completion item."""
+
+    edit: Edit  # the suggestion with the word before the cursor in front, so that the client's filter keeps it
+    label: str  # its first line, shortened
+    filter_text: str
+
+
+def as_completion(text: str, cursor: int, edit: Edit) -> CompletionEntry:
+    """The suggestion `edit` at `cursor` of `text` as a completion item that replaces the word before the cursor."""
+    word = cursor
+    while word > 0 and (text[word - 1].isalnum() or text[word - 1] == "_"):
+        word -= 1
+    new_text = text[word:cursor] + edit.text
+    first = new_text.splitlines()[0] if new_text.strip() else new_text
+    more = len(first.strip()) > LABEL_CHARS or "\n" in new_text.strip()
+    label = first.strip()[:LABEL_CHARS] + ("…" if more else "")
+    return CompletionEntry(Edit(new_text, word, edit.end), label or new_text.strip()[:LABEL_CHARS], first)
 
 
 def grammar_of(doc: Document) -> str | None:
@@ -106,6 +140,18 @@ class Completer:
             return RangeFill(None, result, "the document changed while the model was working")
         edit = range_edit(result.text, text, result.start, result.end, self._formatting(settings, text))
         return RangeFill(edit, result, None if edit is not None else "the model proposed no change")
+
+    def targets(self, doc: Document, start: int, end: int) -> dict[str, tuple[int, int]]:
+        """What the code actions at [start, end) would regenerate: FIX_BLOCK, the tree-sitter block under the
+        cursor or selection; FILL_SELECTION, a non-empty selection. None where the language is switched off."""
+        if not self._settings().enabled(doc.language_id):
+            return {}
+        out = {}
+        if (block := self.block(doc, start, end)) is not None:
+            out[FIX_BLOCK] = block
+        if end > start:
+            out[FILL_SELECTION] = (start, end)
+        return out
 
     def block(self, doc: Document, start: int, end: int) -> tuple[int, int] | None:
         """The tree-sitter block under a cursor or a selection (`infill.spans.block_at`), None on blank text."""

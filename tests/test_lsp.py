@@ -22,7 +22,7 @@ from lsprotocol import types as T
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
 from infill.document import LineIndex
-from server.completions import Completer
+from server.completions import Completer, CompletionEntry, as_completion
 from server.documents import UTF8, UTF16, UTF32, Document, DocumentStore, line_index, to_offset, to_position
 from server.postprocess import Edit
 from server.protocol import ErrorCode, FillError, InfillMessage, ResultMessage, Unavailable
@@ -204,6 +204,26 @@ async def test_completer_sends_u_fffd_for_an_unpaired_surrogate_and_keeps_offset
     completer, doc = scripted(service, text='s = "\ud800"\nv = ', debounce=0)
     assert await completer.at_cursor(doc, 13) == Edit("1", 13, 13)
     assert service.calls[0].text == 's = "\ufffd"\nv = '  # same length: the cursor offset still holds
+
+
+def test_a_suggestion_as_a_completion_item_replaces_the_word_before_the_cursor():
+    entry = as_completion("x = abc\n", 7, Edit("def(1)", 7, 8))
+    assert entry == CompletionEntry(Edit("abcdef(1)", 4, 8), "abcdef(1)", "abcdef(1)")
+    assert as_completion("", 0, Edit("y" * 70, 0, 0)).label == "y" * 60 + "…"
+    assert as_completion("", 0, Edit("if x:\n    y", 0, 0)).label == "if x:…"
+
+
+async def test_code_action_targets_and_the_fill_range_summary():
+    service = ScriptedService(middle="y = 2")
+    completer, doc = scripted(service, text="def f():\n    x = 1\n", debounce=0)
+    x = doc.text.index("x")
+    assert completer.targets(doc, x, x) == {"fixBlock": (x, x + 5)}
+    assert completer.targets(doc, x, x + 1) == {"fixBlock": (x, x + 5), "fillSelection": (x, x + 1)}
+    fill = await completer.over_range(doc, x, x + 5)
+    assert fill.summary() == {"applied": False, "model": "", "seconds": 0.0, "syntax_ok": True, "steps": 0,
+                              "text": "y = 2"}
+    completer, doc = scripted(service, text=doc.text, enable={"python": False})
+    assert completer.targets(doc, x, x + 1) == {}
 
 
 # == over stdio ==================================================================================================
