@@ -90,10 +90,6 @@ class CanvasLayout:
     clamps: tuple[int, ...]
     length: int
 
-    @property
-    def clamped_positions(self) -> range:
-        return range(self.free, self.length)
-
 
 def truncate_to_budget(
     prefix_ids: list[int], suffix_ids: list[int], budget: int, suffix_share: float, cut_step: int = 1

@@ -27,6 +27,8 @@ from urllib.parse import urlsplit
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
+from infill.files import pid_alive
+
 from . import auth
 from .contract import DEFAULT_ADDRESS, DEFAULT_PORT
 from .protocol import (
@@ -215,7 +217,7 @@ async def ensure_daemon(address: str = DEFAULT_ADDRESS, model: str | None = None
                                 "(start one there by hand with `infill daemon --host ...`)")
     port = _port(address)
     state = auth.read_state(port)
-    if state is not None and not auth.pid_alive(state.get("pid")):
+    if state is not None and not pid_alive(state.get("pid")):
         auth.remove_state(port)  # stale: that daemon died without cleaning up
     log_file = auth.log_path(port)
     log_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -110,19 +110,21 @@ def run_stop(args: argparse.Namespace) -> int:
     import signal
     import time
 
+    from infill.files import pid_alive
+
     from . import auth
 
     state = auth.read_state(args.port)
-    if state is None or not auth.pid_alive(state.get("pid")):
+    if state is None or not pid_alive(state.get("pid")):
         if state is not None:
             auth.remove_state(args.port)
         return _no_daemon(f"no daemon is running on port {args.port} (no live state file in {auth.runtime_dir()})")
     pid = state["pid"]
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 30
-    while auth.pid_alive(pid) and time.monotonic() < deadline:
+    while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    if auth.pid_alive(pid):
+    if pid_alive(pid):
         return _no_daemon(f"daemon {pid} did not stop within 30 s; `kill -9 {pid}` ends it")
     print(f"stopped the daemon on port {args.port} (pid {pid})")
     return 0

@@ -22,6 +22,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from infill.errors import BadInputError
+from infill.files import pid_alive
 from server import auth
 from server.client import DaemonClient, ensure_daemon
 from server.daemon import MAX_FRAME_BYTES, Daemon, DaemonConfig
@@ -308,5 +309,5 @@ async def test_ensure_daemon_starts_one_and_the_cli_queries_and_stops_it(tiny_mo
         await c.close()
         proc = run_cli("daemon", "stop", "--port", str(port))
     assert proc.returncode == 0, proc.stderr
-    assert not auth.pid_alive(pid) and auth.read_state(port) is None
+    assert not pid_alive(pid) and auth.read_state(port) is None
     assert "stopped after" in auth.log_path(port).read_text()
