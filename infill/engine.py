@@ -68,6 +68,7 @@ class _Job:
     state: PromptState
     groups: list[tuple[int, ...]]  # candidate lengths still to try, shortest group first
     sampler: SamplerConfig  # the request's quality preset, with its step budget
+    repair_rounds: int  # what the quality preset allows after the chosen candidate broke the syntax
     started: float
     on_draft: Callable[[int, str], None] | None
     cancelled: Callable[[], bool] | None
@@ -176,11 +177,13 @@ class Engine:
         state = self.backend.prefill(prompt)
         lengths = hole.lengths
         half = (len(lengths) + 1) // 2
-        escalate = self.config.escalate and quality(req.quality).escalate
+        preset = quality(req.quality)
+        escalate = self.config.escalate and preset.escalate
         groups = [lengths[:half], lengths[half:]] if escalate and len(lengths) > 1 else [lengths]
+        rounds = self.config.constraints.repair_rounds if preset.repair_rounds is None else preset.repair_rounds
         return _Job(index=index, req=req, language=language, hole=hole, prompt=prompt, state=state,
                     groups=[g for g in groups if g], sampler=quality_preset(req.quality, req.max_steps),
-                    started=started, on_draft=on_draft, cancelled=cancelled,
+                    repair_rounds=rounds, started=started, on_draft=on_draft, cancelled=cancelled,
                     passes=1 if state.computed_tokens or not state.reused_tokens else 0)  # a reused prompt is free
 
     def _run_round(self, jobs: list[_Job]) -> None:
@@ -219,10 +222,8 @@ class Engine:
         """Choose among the candidates, repair the chosen one if it broke the syntax, report."""
         best = max(range(len(job.runs)), key=lambda r: _rank(job.runs[r]))
         chosen, repaired = job.runs[best], False
-        rounds = quality(job.req.quality).repair_rounds
-        rounds = self.config.constraints.repair_rounds if rounds is None else rounds
-        if not chosen.verdict.ok and rounds:
-            chosen, extra, repaired = self._repair(chosen, job, rounds)
+        if not chosen.verdict.ok and job.repair_rounds:
+            chosen, extra, repaired = self._repair(chosen, job)
             job.passes += extra
         hole = job.hole
         return InfillResult(
@@ -305,12 +306,12 @@ class Engine:
         best = min(range(len(variants)), key=lambda i: (verdicts[i].added, -i if not verdicts[0].ok else i))
         return variants[best], verdicts[best]
 
-    def _repair(self, run: _Run, job: _Job, rounds: int) -> tuple[_Run, int, bool]:
+    def _repair(self, run: _Run, job: _Job) -> tuple[_Run, int, bool]:
         """Re-noise the tokens around the first added error, keep everything else, denoise again."""
         cfg = self.config.constraints
         req = job.req
         passes = 0
-        for _ in range(rounds):
+        for _ in range(job.repair_rounds):
             if run.verdict.first_error is None or not run.ids:
                 break
             tok = self._token_at(run.ids, run.verdict.first_error)

@@ -241,13 +241,14 @@ def _request_id(data: dict[str, Any]) -> str | None:
     return rid if isinstance(rid, str) and 0 < len(rid) <= MAX_ID_CHARS else None
 
 
-def _build(cls: type[Message], data: dict[str, Any]) -> Message:
-    """Type-check the fields of `data` against the dataclass and build it."""
+def _build(cls: type[Message], data: dict[str, Any], **converted: Any) -> Message:
+    """Type-check the fields of `data` against the dataclass and build it; `converted` replaces the values of
+    fields that `data` holds in JSON form (lists for tuples)."""
     request_id = _request_id(data)
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - known - {"type"})
     _check(not unknown, f"unknown field(s) for {cls.TYPE!r}: {', '.join(unknown)}", request_id)
-    kwargs = {name: data[name] for name in known if name in data}
+    kwargs = {name: converted.get(name, data[name]) for name in known if name in data}
     try:
         msg = cls(**kwargs)
     except TypeError as exc:
@@ -273,7 +274,6 @@ def _validate_infill(data: dict[str, Any]) -> InfillMessage:
     if rng is not None:
         _check(isinstance(rng, list) and len(rng) == 2 and all(_is_int(x) and x >= 0 for x in rng)
                and rng[0] <= rng[1], "'range' must be [start, end] with 0 <= start <= end (code points)", rid)
-        data = {**data, "range": tuple(rng)}
     for name in ("path", "language"):
         _check(data.get(name) is None or isinstance(data[name], str), f"'{name}' must be a string", rid)
     _check(data.get("quality", DEFAULTS.request) in NAMES, f"'quality' must be one of {', '.join(NAMES)}", rid)
@@ -286,8 +286,7 @@ def _validate_infill(data: dict[str, Any]) -> InfillMessage:
         _check(isinstance(lengths, list) and 0 < len(lengths) <= LIMITS.lengths
                and all(_is_int(n) and 1 <= n <= LIMITS.length for n in lengths),
                f"'lengths' must be 1-{LIMITS.lengths} integers in 1..{LIMITS.length}", rid)
-        data = {**data, "lengths": tuple(lengths)}
-    return _build(InfillMessage, data)  # type: ignore[return-value]
+    return _build(InfillMessage, data, range=rng and tuple(rng), lengths=lengths and tuple(lengths))  # type: ignore[return-value]
 
 
 def parse(raw: str | bytes) -> Message:
