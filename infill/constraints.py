@@ -1,13 +1,13 @@
-"""Suffix-conditioned constraints: per-step logits processors and the final check of a middle.
+"""Suffix-conditioned constraints: the sampler's per-step logits processors, and the settings of the final check.
 
 Per step (see `infill.sampler`): banned ids never appear in free slots; in the seam layout the middle
 has an exact length, so end and pad ids are banned there too. Clamps themselves are re-imposed by the
 sampler after every step.
 
-At the end: the middle is cut at its end token (`middle_ids`), the text fixes of `infill.textfix` trim
-its overlap with the suffix and re-indent it, and the spliced document is re-parsed (`check_splice`). A
-candidate that adds syntax errors the document did not already have is rejected, or repaired by
-re-noising the tokens around the first error.
+At the end (`infill.engine`): the middle is cut at its end token (`prompt.middle_ids`), the text fixes of
+`infill.textfix` trim its overlap with the suffix and re-indent it, and the spliced document is re-parsed
+(`syntax.check_splice`). A candidate that adds syntax errors the document did not already have is
+rejected, or repaired by re-noising the tokens around the first error (`ConstraintConfig` sets how).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import torch
 
 from .prompt import SpecialIds
-from .syntax import syntax_errors
 
 
 @dataclass(frozen=True)
@@ -50,48 +49,3 @@ def ban_processor(banned: Sequence[int], free: torch.Tensor):
 def seam_processor(ids: SpecialIds, seam_rows: torch.Tensor, free: torch.Tensor):
     """In seam rows the middle fills its slots exactly: no end or pad tokens inside it."""
     return ban_processor((*ids.eos, ids.pad), free & seam_rows[:, None])
-
-
-# -- decoding a canvas into a middle ------------------------------------------------------------------
-def middle_ids(tokens: list[int], free: int, ids: SpecialIds, seam: bool) -> tuple[list[int], bool]:
-    """The middle's ids from a canvas row, and whether the middle ended inside its slots."""
-    body = tokens[:free]
-    if seam:
-        return [t for t in body if t not in ids.eos and t != ids.pad], True
-    for i, t in enumerate(body):
-        if t in ids.eos or t == ids.pad:
-            return body[:i], True
-    return body, False
-
-
-# -- syntax check ------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class SyntaxVerdict:
-    ok: bool
-    added: int  # errors in the spliced document that the original did not have
-    first_error: int | None  # offset of the first added error inside the middle (for repairs), if any
-
-
-def check_splice(text: str, start: int, end: int, middle: str, language: str | None) -> SyntaxVerdict:
-    """Does replacing text[start:end] with `middle` add syntax errors the document did not have?"""
-    if language is None:
-        return SyntaxVerdict(True, 0, None)
-    new = text[:start] + middle + text[end:]
-    new_errors = syntax_errors(new, language)
-    if not new_errors:
-        return SyntaxVerdict(True, 0, None)
-    delta = len(middle) - (end - start)
-    mid_end = start + len(middle)
-
-    def moved(pos: int) -> int:
-        return pos if pos <= start else max(pos + delta, mid_end) if pos >= end else mid_end
-
-    old = [(moved(e.start), moved(e.end)) for e in syntax_errors(text, language)]
-    added = [e for e in new_errors if (e.start, e.end) not in old]
-    ok = not added or len(new_errors) < len(old)
-    first = None
-    for e in added:
-        if e.end >= start and e.start <= mid_end:
-            first = max(start, min(e.start, mid_end)) - start
-            break
-    return SyntaxVerdict(ok, 0 if ok else len(added), first)

@@ -1,4 +1,5 @@
-"""The engine: spans -> prompt -> sampler (+ constraints) -> backend, and back to an `InfillResult`."""
+"""The engine: spans -> prompt -> backend prefill -> sampler (+ constraints' logits processors), then each
+candidate's middle is cut (prompt.middle_ids), fixed (textfix) and judged (syntax.check_splice) -> `InfillResult`."""
 
 from __future__ import annotations
 
@@ -10,24 +11,17 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from . import spans
-from .constraints import (
-    ConstraintConfig,
-    SyntaxVerdict,
-    ban_processor,
-    check_splice,
-    middle_ids,
-    seam_processor,
-)
+from .constraints import ConstraintConfig, ban_processor, seam_processor
 from .errors import BadInputError, CancelledError, DeadlineExceededError, InfillError, ModelLoadError
 from .hole import Hole
 from .models import load_backend
 from .models.base import Backend, LoadOptions, PromptState
 from .models.presets import WEIGHTS_DIR
-from .prompt import CanvasLayout, EncodedPrompt, PromptConfig, candidate_layouts, encode_prompt
+from .prompt import CanvasLayout, EncodedPrompt, PromptConfig, candidate_layouts, encode_prompt, middle_ids
 from .quality import quality
 from .request import Candidate, InfillRequest, InfillResult
 from .sampler import SampleOutput, SamplerConfig, quality_preset, sample
-from .syntax import language_for_path, normalize_language
+from .syntax import SyntaxVerdict, check_splice, language_for_path, normalize_language
 from .textfix import detect_indent_unit, fit_first_line, keep_line_break, reindent, trim_overlap
 
 MODEL_ENV = "INFILL_MODEL"
