@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any
 
 from infill.quality import DEFAULTS, NAMES
 
@@ -84,15 +84,22 @@ class Settings:
         return out | {"model": self.resolved_model, "enable": dict(self.enable)}
 
 
-# -- the types of setting values: each parses a client's value and describes itself as JSON schema ------------
-class SettingType(Protocol):
-    def parse(self, value: Any) -> Any: ...  # raises TypeError / ValueError with a message for the user
-    def schema(self) -> dict[str, Any]: ...  # as declared in package.json, the default aside
-    def dump(self, value: Any) -> Any: ...  # a parsed value as a client writes it
+# -- the types of setting values ---------------------------------------------------------------------------------
+class SettingType:
+    """Parses a client's value, describes itself as JSON schema, and writes a parsed value as a client would."""
+
+    def parse(self, v: Any) -> Any:  # raises TypeError / ValueError with a message for the user
+        raise NotImplementedError
+
+    def schema(self) -> dict[str, Any]:  # as package.json declares it, the default aside
+        raise NotImplementedError
+
+    def dump(self, value: Any) -> Any:
+        return value
 
 
 @dataclass(frozen=True)
-class Text:
+class Text(SettingType):
     """A string; "" and null mean unset (None)."""
 
     def parse(self, v: Any) -> str | None:
@@ -123,7 +130,7 @@ class Address(Text):
 
 
 @dataclass(frozen=True)
-class Integer:
+class Integer(SettingType):
     """A whole number in lo..hi; `optional`: null is unset; `zero_is_none`: so is 0."""
 
     lo: int
@@ -141,12 +148,9 @@ class Integer:
     def schema(self) -> dict[str, Any]:
         return {"type": ["integer", "null"] if self.optional else "integer", "minimum": self.lo, "maximum": self.hi}
 
-    def dump(self, value: int | None) -> int | None:
-        return value
-
 
 @dataclass(frozen=True)
-class Choice:
+class Choice(SettingType):
     """One of a few names."""
 
     names: tuple[str, ...]
@@ -159,12 +163,9 @@ class Choice:
     def schema(self) -> dict[str, Any]:
         return {"type": "string", "enum": list(self.names)}
 
-    def dump(self, value: str) -> str:
-        return value
-
 
 @dataclass(frozen=True)
-class Switches:
+class Switches(SettingType):
     """languageId -> true|false; a bare true or false is "*", every language."""
 
     def parse(self, v: Any) -> dict[str, bool]:
@@ -182,7 +183,7 @@ class Switches:
 
 
 @dataclass(frozen=True)
-class Lengths:
+class Lengths(SettingType):
     """Candidate canvas lengths: 1 to LIMITS.lengths token counts, or null."""
 
     def parse(self, v: Any) -> tuple[int, ...] | None:
@@ -201,8 +202,9 @@ class Lengths:
 
 
 @dataclass(frozen=True)
-class FormattingOptions:
-    """LSP `FormattingOptions` ({tabSize, insertSpaces}), or null to detect them per document."""
+class FormattingOptions(SettingType):
+    """LSP `FormattingOptions` ({tabSize, insertSpaces}), or null to detect them per document. Editors send their
+    own (no setting of ours declares it), so it has no schema."""
 
     def parse(self, v: Any) -> Formatting | None:
         if v is None:
@@ -214,12 +216,6 @@ class FormattingOptions:
         if spaces is not None and not isinstance(spaces, bool):
             raise ValueError(f"insertSpaces must be true or false, got {spaces!r}")
         return Formatting(tab_size=tab, insert_spaces=spaces)  # type: ignore[arg-type]
-
-    def schema(self) -> dict[str, Any]:
-        return {"type": ["object", "null"]}
-
-    def dump(self, value: Formatting | None) -> dict[str, Any] | None:
-        return None if value is None else {"tabSize": value.tab_size, "insertSpaces": value.insert_spaces}
 
 
 @dataclass(frozen=True)
