@@ -89,14 +89,15 @@ def start_daemon(model: Path, port: int, cache: bool, threads: int | None, env: 
 
 
 async def connect(port: int, timeout: float = 120):
-    from server.client import DaemonClient, DaemonUnavailable
+    from server.client import DaemonClient
+    from server.protocol import Unavailable
 
     started = time.monotonic()
     while True:
         client = DaemonClient(f"ws://127.0.0.1:{port}")
         try:
             await client.connect()
-        except DaemonUnavailable:
+        except Unavailable:
             if time.monotonic() - started > timeout:
                 raise
             await asyncio.sleep(0.3)

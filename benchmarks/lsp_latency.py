@@ -268,7 +268,8 @@ async def run(args: argparse.Namespace, model: str, env: dict[str, str]) -> dict
 
 async def wait_for_daemon(address: str, env: dict[str, str], timeout: float = 120) -> None:
     os.environ["XDG_RUNTIME_DIR"] = env["XDG_RUNTIME_DIR"]
-    from server.client import DaemonClient, DaemonUnavailable
+    from server.client import DaemonClient
+    from server.protocol import Unavailable
 
     deadline = time.monotonic() + timeout
     while True:
@@ -277,7 +278,7 @@ async def wait_for_daemon(address: str, env: dict[str, str], timeout: float = 12
             await client.connect(timeout=2)
             await client.close()
             return
-        except DaemonUnavailable:
+        except Unavailable:
             if time.monotonic() > deadline:
                 raise SystemExit(f"the daemon did not answer at {address}") from None
             await asyncio.sleep(0.2)

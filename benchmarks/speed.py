@@ -179,8 +179,7 @@ def completion_of(hole: SpeedHole, start: int, end: int, text: str) -> str:
 def run_three(engine, hole: SpeedHole, seed: int) -> dict:
     """(c) the engine, then (a) AR-equivalent and (b) stock generate() on the engine's chosen canvas."""
     from infill import spans
-    from infill.constraints import middle_ids
-    from infill.prompt import encode_prompt
+    from infill.prompt import encode_prompt, middle_ids
     from infill.request import InfillRequest
 
     backend = engine.backend

@@ -38,6 +38,7 @@ from .files import (
     read_source,
     write_atomic,
 )
+from .quality import DEFAULTS, NAMES
 from .syntax import normalize_language
 
 if TYPE_CHECKING:
@@ -90,7 +91,8 @@ def add_fill_arguments(p: argparse.ArgumentParser) -> None:
                      help="replace the range(s) in FILE atomically; refused if FILE changed after it was read")
     gen = p.add_argument_group("generation")
     gen.add_argument("--language", help="grammar name (python, go, ...); default: from the file extension")
-    gen.add_argument("--quality", default="balanced", help="sampler preset: fast, balanced or thinking")
+    gen.add_argument("--quality", choices=NAMES, default=DEFAULTS.cli,
+                     help=f"sampler preset (default {DEFAULTS.cli})")
     gen.add_argument("--max-steps", type=positive_int, help="denoising step limit (overrides the preset)")
     gen.add_argument("--seed", type=int, help="makes sampling deterministic")
     gen.add_argument("--max-bytes", type=positive_int, default=DEFAULT_MAX_BYTES,
@@ -149,7 +151,6 @@ def run_fill(args: argparse.Namespace) -> int:
     source = read_source(args.file, args.max_bytes)
     index = LineIndex.of(source.text)
     holes = parse_holes(index, args.at, args.range)
-    check_quality(args.quality)
     engine = load_engine(args.model, load_options(args), verbose=args.verbose)
 
     results = [engine.fill(build_request(source, hole, args, language)) for hole in holes]
@@ -182,12 +183,6 @@ def build_request(source: SourceText, hole: HoleSpec, args: argparse.Namespace, 
         path=None if source.path == STDIN else source.path, language=language, quality=args.quality,
         max_steps=args.max_steps, seed=args.seed if seed is None else seed,
     )
-
-
-def check_quality(name: str) -> None:
-    from .sampler import quality_preset
-
-    quality_preset(name)  # UnknownStrategyError lists the presets
 
 
 def load_options(args: argparse.Namespace) -> LoadOptions:
@@ -280,7 +275,6 @@ def run_jobs(args: argparse.Namespace) -> int:
     if clash:
         raise UsageError(f"--jobs takes its holes from the jobs file; drop {', '.join(clash)}")
     lines = read_jobs(args.jobs)
-    check_quality(args.quality)
     engine = load_engine(args.model, load_options(args), verbose=args.verbose)
     status = EXIT_OK
     for number, line in lines:

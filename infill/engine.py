@@ -1,4 +1,5 @@
-"""The engine: spans -> prompt -> sampler (+ constraints) -> backend, and back to an `InfillResult`."""
+"""The engine: spans -> prompt -> backend prefill -> sampler (+ constraints' logits processors), then each
+candidate's middle is cut (prompt.middle_ids), fixed (textfix) and judged (syntax.check_splice) -> `InfillResult`."""
 
 from __future__ import annotations
 
@@ -10,35 +11,20 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from . import spans
-from .constraints import (
-    ConstraintConfig,
-    SyntaxVerdict,
-    ban_processor,
-    check_splice,
-    detect_indent_unit,
-    fit_first_line,
-    keep_line_break,
-    middle_ids,
-    reindent,
-    seam_processor,
-    trim_overlap,
-)
+from .constraints import ConstraintConfig, ban_processor, seam_processor
 from .errors import BadInputError, CancelledError, DeadlineExceededError, InfillError, ModelLoadError
 from .hole import Hole
 from .models import load_backend
 from .models.base import Backend, LoadOptions, PromptState
 from .models.presets import WEIGHTS_DIR
-from .prompt import CanvasLayout, EncodedPrompt, PromptConfig, candidate_layouts, encode_prompt
+from .prompt import CanvasLayout, EncodedPrompt, PromptConfig, candidate_layouts, encode_prompt, middle_ids
+from .quality import quality
 from .request import Candidate, InfillRequest, InfillResult
-from .sampler import SampleOutput, quality_preset, sample
-from .syntax import language_for_path, normalize_language
+from .sampler import SampleOutput, SamplerConfig, quality_preset, sample
+from .syntax import SyntaxVerdict, check_splice, language_for_path, normalize_language
+from .textfix import detect_indent_unit, fit_first_line, keep_line_break, reindent, trim_overlap
 
 MODEL_ENV = "INFILL_MODEL"
-
-# What each quality preset allows beyond the sampler's own settings: (escalate to longer candidates, repair
-# rounds). "fast" is for completion while typing: one sampler run, no second chances.
-QUALITY_POLICY: dict[str, tuple[bool, int | None]] = {"fast": (False, 0), "balanced": (True, None),
-                                                     "thinking": (True, None)}
 
 
 @dataclass(frozen=True)
@@ -75,6 +61,8 @@ class _Job:
     prompt: EncodedPrompt
     state: PromptState
     groups: list[tuple[int, ...]]  # candidate lengths still to try, shortest group first
+    sampler: SamplerConfig  # the request's quality preset, with its step budget
+    repair_rounds: int  # what the quality preset allows after the chosen candidate broke the syntax
     started: float
     on_draft: Callable[[int, str], None] | None
     cancelled: Callable[[], bool] | None
@@ -85,10 +73,6 @@ class _Job:
     @property
     def pending(self) -> bool:
         return bool(self.groups)
-
-    @property
-    def max_steps(self) -> int:
-        return quality_preset(self.req.quality, self.req.max_steps).max_steps
 
     def stop_reason(self) -> InfillError | None:
         if self.cancelled is not None and self.cancelled():
@@ -161,8 +145,8 @@ class Engine:
                 results[i] = exc
         while active := [j for j in jobs if j.pending and j.error is None]:
             # a shared run has one sampler configuration: requests of one quality run together
-            for quality in dict.fromkeys(j.req.quality for j in active):
-                self._run_round([j for j in active if j.req.quality == quality])
+            for name in dict.fromkeys(j.req.quality for j in active):
+                self._run_round([j for j in active if j.req.quality == name])
         for job in jobs:
             try:
                 results[job.index] = job.error or self._finish(job)
@@ -187,10 +171,13 @@ class Engine:
         state = self.backend.prefill(prompt)
         lengths = hole.lengths
         half = (len(lengths) + 1) // 2
-        escalate = self.config.escalate and QUALITY_POLICY.get(req.quality, (True, None))[0]
+        preset = quality(req.quality)
+        escalate = self.config.escalate and preset.escalate
         groups = [lengths[:half], lengths[half:]] if escalate and len(lengths) > 1 else [lengths]
+        rounds = self.config.constraints.repair_rounds if preset.repair_rounds is None else preset.repair_rounds
         return _Job(index=index, req=req, language=language, hole=hole, prompt=prompt, state=state,
-                    groups=[g for g in groups if g], started=started, on_draft=on_draft, cancelled=cancelled,
+                    groups=[g for g in groups if g], sampler=quality_preset(req.quality, req.max_steps),
+                    repair_rounds=rounds, started=started, on_draft=on_draft, cancelled=cancelled,
                     passes=1 if state.computed_tokens or not state.reused_tokens else 0)  # a reused prompt is free
 
     def _run_round(self, jobs: list[_Job]) -> None:
@@ -210,10 +197,10 @@ class Engine:
         counts = [sum(1 for j, _ in rows if j is job) for job in jobs]
         state = jobs[0].state if len(jobs) == 1 else self.backend.merge([j.state for j in jobs], counts)
         owner = torch.tensor([jobs.index(j) for j, _ in rows])  # (B,) job of each row
-        req = jobs[0].req  # the step budget of a shared batch is its largest; the quality is the same for all
-        out = sample(self.backend, state, clamp_ids, quality_preset(req.quality, max(j.max_steps for j in jobs)),
-                     processors, seed=seeds, on_step=self._draft_reporter(jobs, rows, owner),
-                     cancelled=self._row_canceller(jobs, owner))
+        # the quality is the same for all jobs; the step budget of a shared batch is the largest
+        cfg = replace(jobs[0].sampler, max_steps=max(j.sampler.max_steps for j in jobs))
+        out = sample(self.backend, state, clamp_ids, cfg, processors, seed=seeds,
+                     on_step=self._draft_reporter(jobs, rows, owner), cancelled=self._row_canceller(jobs, owner))
         for i, job in enumerate(jobs):
             mine = [r for r in range(len(rows)) if owner[r] == i]
             if bool(out.dropped[mine].any()):
@@ -229,10 +216,8 @@ class Engine:
         """Choose among the candidates, repair the chosen one if it broke the syntax, report."""
         best = max(range(len(job.runs)), key=lambda r: _rank(job.runs[r]))
         chosen, repaired = job.runs[best], False
-        rounds = QUALITY_POLICY.get(job.req.quality, (True, None))[1]
-        rounds = self.config.constraints.repair_rounds if rounds is None else rounds
-        if not chosen.verdict.ok and rounds:
-            chosen, extra, repaired = self._repair(chosen, job.state, job.req, job.hole, rounds)
+        if not chosen.verdict.ok and job.repair_rounds:
+            chosen, extra, repaired = self._repair(chosen, job)
             job.passes += extra
         hole = job.hole
         return InfillResult(
@@ -306,7 +291,7 @@ class Engine:
         middle = keep_line_break(middle, text[hole.start : hole.end])
         variants = [middle]
         if cfg.trim_overlap:
-            variants += [v for v in trim_overlap(middle, suffix, cfg) if v not in variants]
+            variants += [v for v in trim_overlap(middle, suffix, cfg.min_overlap_chars) if v not in variants]
         if hole.closers and not middle.rstrip().endswith(hole.closers[-1]) \
                 and not suffix.lstrip().startswith(hole.closers[0]):
             variants.append(middle + hole.closers)
@@ -315,12 +300,12 @@ class Engine:
         best = min(range(len(variants)), key=lambda i: (verdicts[i].added, -i if not verdicts[0].ok else i))
         return variants[best], verdicts[best]
 
-    def _repair(self, run: _Run, state: PromptState, req: InfillRequest, hole: Hole,
-                rounds: int) -> tuple[_Run, int, bool]:
+    def _repair(self, run: _Run, job: _Job) -> tuple[_Run, int, bool]:
         """Re-noise the tokens around the first added error, keep everything else, denoise again."""
         cfg = self.config.constraints
+        req = job.req
         passes = 0
-        for _ in range(rounds):
+        for _ in range(job.repair_rounds):
             if run.verdict.first_error is None or not run.ids:
                 break
             tok = self._token_at(run.ids, run.verdict.first_error)
@@ -330,11 +315,11 @@ class Engine:
             clamp[0, lo:hi] = -1
             ban = ban_processor(self.backend.ids.banned, clamp < 0)
             steps = min(cfg.repair_steps, req.max_steps or cfg.repair_steps)
-            repaired = sample(self.backend, state, clamp, quality_preset(req.quality, steps), [ban],
+            repaired = sample(self.backend, job.state, clamp, replace(job.sampler, max_steps=steps), [ban],
                               seed=None if req.seed is None else req.seed + 1, init_canvas=canvas,
                               deadline=req.deadline)
             passes += repaired.forward_passes
-            candidate = self._decode(repaired, 0, run.layout, req.text, hole)
+            candidate = self._decode(repaired, 0, run.layout, req.text, job.hole)
             if candidate.verdict.added < run.verdict.added or candidate.verdict.ok:
                 return candidate, passes, True
         return run, passes, False

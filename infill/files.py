@@ -221,7 +221,7 @@ def sweep_stale_temps(target: Path) -> list[Path]:
     with contextlib.suppress(OSError):
         for entry in os.scandir(target.parent):
             match = pattern.fullmatch(entry.name)
-            if not match or not entry.is_file(follow_symlinks=False) or _alive(int(match.group(1))):
+            if not match or not entry.is_file(follow_symlinks=False) or pid_alive(int(match.group(1))):
                 continue
             with contextlib.suppress(OSError):
                 if entry.stat(follow_symlinks=False).st_uid == os.geteuid():
@@ -230,14 +230,21 @@ def sweep_stale_temps(target: Path) -> list[Path]:
     return removed
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: object) -> bool:
+    """Whether a process with this pid is running: it exists and is not a zombie (exited, not yet reaped by its
+    parent). For the temporary files of killed writers here, and the daemon's state file (server.auth)."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # OverflowError: larger than any pid
         return False
-    except (PermissionError, OverflowError, ValueError):
-        return True  # someone else's process, or not a pid we can judge: keep its file
-    return True
+    except PermissionError:  # exists, owned by someone else
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):  # no /proc (macOS): it exists, as far as we can tell
+        return True
 
 
 def _check_unchanged(source: SourceText) -> None:

@@ -9,7 +9,8 @@ Formats live in a small registry, one per family of checkpoints:
 - ``masked``: Dream / DiffuCoder / LLaDA style; prefix, canvas and suffix form one sequence (the backend lays it out).
 
 The canvas holds the middle followed by an end token and padding (``open`` layout), or the middle
-followed by the first tokens of the suffix, clamped (``seam`` layout). See `CanvasLayout`.
+followed by the first tokens of the suffix, clamped (``seam`` layout). See `CanvasLayout`; `training_canvas`
+writes a canvas and `middle_ids` reads the middle back out of one.
 """
 
 from __future__ import annotations
@@ -89,10 +90,6 @@ class CanvasLayout:
     free: int
     clamps: tuple[int, ...]
     length: int
-
-    @property
-    def clamped_positions(self) -> range:
-        return range(self.free, self.length)
 
 
 def truncate_to_budget(
@@ -193,3 +190,14 @@ def training_canvas(middle_ids: list[int], length: int, ids: SpecialIds, seam_id
     body = list(middle_ids) + (list(seam_ids) if seam_ids else [ids.eos[0]])
     assert len(body) <= length, "canvas too short for the middle"
     return body + [ids.pad] * (length - len(body))
+
+
+def middle_ids(tokens: list[int], free: int, ids: SpecialIds, seam: bool) -> tuple[list[int], bool]:
+    """The middle's ids from a canvas row, and whether the middle ended inside its slots."""
+    body = tokens[:free]
+    if seam:
+        return [t for t in body if t not in ids.eos and t != ids.pad], True
+    for i, t in enumerate(body):
+        if t in ids.eos or t == ids.pad:
+            return body[:i], True
+    return body, False

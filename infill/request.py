@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from .quality import DEFAULTS, quality
+
 
 @dataclass(frozen=True)
 class InfillRequest:
@@ -14,7 +16,7 @@ class InfillRequest:
     span: tuple[int, int] | None = None  # code-point offsets, end exclusive
     path: str | None = None  # used for language detection and messages
     language: str | None = None  # grammar name; None: from the path, else line-based sizing
-    quality: str = "balanced"  # key of infill.sampler.QUALITY_PRESETS
+    quality: str = DEFAULTS.request  # name of an infill.quality preset
     max_steps: int | None = None  # overrides the preset's step limit
     seed: int | None = None  # makes sampling deterministic
     deadline: float | None = None  # time.monotonic() after which the request fails
@@ -24,6 +26,7 @@ class InfillRequest:
     def __post_init__(self) -> None:
         if (self.cursor is None) == (self.span is None):
             raise ValueError("give exactly one of cursor or span")
+        quality(self.quality)  # an unknown name fails here, listing the presets, not halfway through a batch
 
 
 @dataclass

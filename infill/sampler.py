@@ -21,8 +21,9 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from .errors import CancelledError, DeadlineExceededError, lookup
+from .errors import CancelledError, DeadlineExceededError
 from .models.base import Backend, PromptState
+from .quality import quality
 
 # A logits processor sees (logits (b, L, V), step index from 0, the batch rows those b logits belong to)
 # and returns processed logits. Rows matter because finished rows leave the batch.
@@ -48,15 +49,9 @@ class SamplerConfig:
             raise ValueError("temperatures must satisfy 0 < t_min <= t_max")
 
 
-QUALITY_PRESETS: dict[str, SamplerConfig] = {
-    "fast": SamplerConfig(entropy_bound=0.3, max_steps=16),  # more tokens per step, short budget
-    "balanced": SamplerConfig(),  # the released settings
-    "thinking": SamplerConfig(entropy_bound=0.05, max_steps=96, stability=2),  # careful steps, bigger budget
-}
-
-
 def quality_preset(name: str, max_steps: int | None = None) -> SamplerConfig:
-    cfg = lookup(QUALITY_PRESETS, "quality preset", name)
+    """The sampler settings of a quality preset (`infill.quality`), with the step budget replaced if given."""
+    cfg = SamplerConfig(**quality(name).sampler)
     return replace(cfg, max_steps=max_steps) if max_steps else cfg
 
 

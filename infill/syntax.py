@@ -1,4 +1,4 @@
-"""tree-sitter in one place: language detection, cached parsers, syntax errors.
+"""tree-sitter in one place: language detection, cached parsers, syntax errors, and the errors a splice adds.
 
 Grammars come from the official per-language wheels (no run-time downloads).
 """
@@ -126,3 +126,35 @@ def syntax_errors(text: str, language: str, limit: int = 64) -> list[SyntaxError
         if node.has_error:
             stack.extend(reversed(node.children))
     return found
+
+
+@dataclass(frozen=True)
+class SyntaxVerdict:
+    ok: bool
+    added: int  # errors in the spliced document that the original did not have
+    first_error: int | None  # offset of the first added error inside the middle (for repairs), if any
+
+
+def check_splice(text: str, start: int, end: int, middle: str, language: str | None) -> SyntaxVerdict:
+    """Does replacing text[start:end] with `middle` add syntax errors the document did not have?"""
+    if language is None:
+        return SyntaxVerdict(True, 0, None)
+    new = text[:start] + middle + text[end:]
+    new_errors = syntax_errors(new, language)
+    if not new_errors:
+        return SyntaxVerdict(True, 0, None)
+    delta = len(middle) - (end - start)
+    mid_end = start + len(middle)
+
+    def moved(pos: int) -> int:
+        return pos if pos <= start else max(pos + delta, mid_end) if pos >= end else mid_end
+
+    old = [(moved(e.start), moved(e.end)) for e in syntax_errors(text, language)]
+    added = [e for e in new_errors if (e.start, e.end) not in old]
+    ok = not added or len(new_errors) < len(old)
+    first = None
+    for e in added:
+        if e.end >= start and e.start <= mid_end:
+            first = max(start, min(e.start, mid_end)) - start
+            break
+    return SyntaxVerdict(ok, 0 if ok else len(added), first)

@@ -128,19 +128,3 @@ def remove_state(port: int, pid: int | None = None) -> None:
         return
     with contextlib.suppress(FileNotFoundError):
         state_path(port).unlink()
-
-
-def pid_alive(pid: object) -> bool:
-    """Whether a process with this pid exists (a state file whose pid is gone is stale)."""
-    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    try:  # a zombie (exited, not yet reaped by its parent) is not a running daemon
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True

@@ -5,9 +5,9 @@
     await client.close()
 
 Many requests may be in flight on one connection: a reader task matches replies to them by id. A request
-whose awaiting task is cancelled (asyncio) is cancelled in the daemon too. Failures are `DaemonError`s with
-the protocol's error code; a daemon that cannot be reached, or a connection that drops, is
-`DaemonUnavailable`. This module imports no torch: importing it is cheap.
+whose awaiting task is cancelled (asyncio) is cancelled in the daemon too. Failures are `protocol.FillError`s
+with the protocol's error code; a daemon that cannot be reached, or a connection that drops, is
+`protocol.Unavailable`. This module imports no torch: importing it is cheap.
 """
 
 from __future__ import annotations
@@ -27,41 +27,29 @@ from urllib.parse import urlsplit
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
+from infill.files import pid_alive
+
 from . import auth
+from .contract import DEFAULT_ADDRESS, DEFAULT_PORT
 from .protocol import (
     MAX_MESSAGE_BYTES,
     CancelMessage,
     ErrorCode,
     ErrorMessage,
+    FillError,
     InfillMessage,
     ProgressMessage,
     ProtocolError,
     ResultMessage,
     StatusMessage,
     StatusRequest,
+    Unavailable,
     parse_server,
 )
 
 log = logging.getLogger("infill.client")
 
-DEFAULT_ADDRESS = "ws://127.0.0.1:8977"
-UNAVAILABLE = "unavailable"  # DaemonUnavailable.code: not an ErrorCode, the daemon never sends it
 ROOT = Path(__file__).resolve().parents[1]  # the checkout holding infill/ and server/
-
-
-class DaemonError(Exception):
-    """The daemon answered a request with an error (`code` is one of protocol.ErrorCode)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code, self.message = code, message
-
-
-class DaemonUnavailable(DaemonError):
-    """Nobody answers at the address, or the connection dropped."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(UNAVAILABLE, message)
 
 
 class DaemonClient:
@@ -86,15 +74,15 @@ class DaemonClient:
         except InvalidStatus as exc:
             status = exc.response.status_code
             if status == 401:
-                raise DaemonError(ErrorCode.UNAUTHORIZED, f"the daemon at {self.address} refused the token "
+                raise FillError(ErrorCode.UNAUTHORIZED, f"the daemon at {self.address} refused the token "
                                   f"{'from ' + str(auth.token_path()) if self.token is None else 'given'} (HTTP 401)"
                                   ) from None
-            raise DaemonUnavailable(f"{self.address} answered HTTP {status}, not as the infill daemon") from None
+            raise Unavailable(f"{self.address} answered HTTP {status}, not as the infill daemon") from None
         except InvalidURI as exc:
-            raise DaemonError(ErrorCode.BAD_REQUEST, f"not a websocket address: {exc}") from None
+            raise FillError(ErrorCode.BAD_REQUEST, f"not a websocket address: {exc}") from None
         except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed) as exc:
             detail = (exc.strerror if isinstance(exc, OSError) else None) or str(exc) or type(exc).__name__
-            raise DaemonUnavailable(f"no daemon answers at {self.address} ({detail})") from None
+            raise Unavailable(f"no daemon answers at {self.address} ({detail})") from None
         self._reader = asyncio.create_task(self._read(self._ws), name="infill-client-reader")
 
     async def close(self) -> None:
@@ -118,7 +106,7 @@ class DaemonClient:
                      on_progress: Callable[[ProgressMessage], None] | None = None) -> ResultMessage:
         """Send one request and wait for its result; drafts go to `on_progress` (when msg.stream is set)."""
         if msg.id in self._pending:
-            raise DaemonError(ErrorCode.BAD_REQUEST, f"request id {msg.id!r} is already in flight")
+            raise FillError(ErrorCode.BAD_REQUEST, f"request id {msg.id!r} is already in flight")
         future = asyncio.get_running_loop().create_future()
         self._pending[msg.id] = (future, on_progress)
         try:
@@ -126,14 +114,14 @@ class DaemonClient:
             return await future
         except asyncio.CancelledError:  # the caller gave up: so does the daemon
             if not future.done():
-                with contextlib.suppress(DaemonError):
+                with contextlib.suppress(FillError):
                     await asyncio.shield(self._send(CancelMessage(msg.id).to_json()))
             raise
         finally:
             self._pending.pop(msg.id, None)
 
     async def cancel(self, request_id: str) -> None:
-        """Ask the daemon to stop a request; its `infill` call then raises DaemonError("cancelled")."""
+        """Ask the daemon to stop a request; its `infill` call then raises FillError("cancelled")."""
         await self._send(CancelMessage(request_id).to_json())
 
     async def status(self) -> StatusMessage:
@@ -148,11 +136,11 @@ class DaemonClient:
 
     async def _send(self, data: str) -> None:
         if not self.connected:
-            raise DaemonUnavailable(f"not connected to the daemon at {self.address}")
+            raise Unavailable(f"not connected to the daemon at {self.address}")
         try:
             await self._ws.send(data)
         except ConnectionClosed as exc:
-            raise DaemonUnavailable(f"the connection to {self.address} closed ({exc})") from None
+            raise Unavailable(f"the connection to {self.address} closed ({exc})") from None
 
     # -- the reader --------------------------------------------------------------------------------------------
     async def _read(self, ws: ClientConnection) -> None:
@@ -163,7 +151,7 @@ class DaemonClient:
         except ConnectionClosed as exc:
             reason = f"the connection to the daemon dropped ({exc})"
         finally:
-            lost = DaemonUnavailable(reason)
+            lost = Unavailable(reason)
             for future, _ in self._pending.values():
                 if not future.done():
                     future.set_exception(lost)
@@ -199,20 +187,20 @@ class DaemonClient:
         elif isinstance(msg, ResultMessage):
             future.set_result(msg)
         elif isinstance(msg, ErrorMessage):
-            future.set_exception(DaemonError(msg.code, msg.message))
+            future.set_exception(FillError(msg.code, msg.message))
 
 
 # -- starting a daemon on demand ------------------------------------------------------------------------------
 def _port(address: str) -> int:
     parts = urlsplit(address)
-    return parts.port or 8977
+    return parts.port or DEFAULT_PORT
 
 
 async def _try_connect(address: str) -> DaemonClient | None:
     client = DaemonClient(address)
     try:
         await client.connect(timeout=5)
-    except DaemonUnavailable:
+    except Unavailable:
         return None
     return client
 
@@ -221,15 +209,15 @@ async def ensure_daemon(address: str = DEFAULT_ADDRESS, model: str | None = None
                         timeout: float = 60) -> DaemonClient:
     """A connected client: to the daemon at `address`, or to one started now (`python -m infill daemon --port P
     [--model M] EXTRA_ARGS`, detached, its output in the log file next to the token). Waits up to `timeout`
-    seconds for it to answer; raises DaemonUnavailable with the log's last lines if it does not."""
+    seconds for it to answer; raises Unavailable with the log's last lines if it does not."""
     if (client := await _try_connect(address)) is not None:
         return client
     if not auth.is_loopback(urlsplit(address).hostname or ""):
-        raise DaemonUnavailable(f"no daemon answers at {address}, and daemons are only started on loopback "
+        raise Unavailable(f"no daemon answers at {address}, and daemons are only started on loopback "
                                 "(start one there by hand with `infill daemon --host ...`)")
     port = _port(address)
     state = auth.read_state(port)
-    if state is not None and not auth.pid_alive(state.get("pid")):
+    if state is not None and not pid_alive(state.get("pid")):
         auth.remove_state(port)  # stale: that daemon died without cleaning up
     log_file = auth.log_path(port)
     log_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -253,8 +241,8 @@ async def ensure_daemon(address: str = DEFAULT_ADDRESS, model: str | None = None
         if exited_at is None and proc.poll() is not None:
             exited_at = time.monotonic()  # maybe lost a race for the port to another daemon: look a bit longer
         if exited_at is not None and time.monotonic() - exited_at > 2:
-            raise DaemonUnavailable(f"the daemon exited with status {proc.returncode}: {_tail(log_file)}")
-    raise DaemonUnavailable(f"the daemon started (pid {proc.pid}) did not answer within {timeout:g} s; "
+            raise Unavailable(f"the daemon exited with status {proc.returncode}: {_tail(log_file)}")
+    raise Unavailable(f"the daemon started (pid {proc.pid}) did not answer within {timeout:g} s; "
                             f"see {log_file}")
 
 

@@ -1,7 +1,9 @@
 """The language server's requests, free of LSP types: a suggestion at a cursor, a regenerated range.
 
-    at_cursor:  type-through reuse ─▶ debounce ─▶ backend.fill(cursor) ─▶ postprocess.inline_edit ─▶ Edit
-    over_range: backend.fill(range) ─▶ postprocess.range_edit ─▶ Edit
+    at_cursor:  type-through reuse ─▶ debounce ─▶ service.fill(cursor) ─▶ postprocess.inline_edit ─▶ Edit
+    over_range: service.fill(range) ─▶ postprocess.range_edit ─▶ Edit
+    targets:    the ranges the code actions would regenerate (the block under the cursor, the selection)
+    as_completion: a suggestion as a completion item (label, filter text, the word it replaces)
 
 Failures never reach the editor as errors: a cancelled, superseded, failed or unavailable request is an
 empty answer (None), and the reason goes to the log. `stats()` counts what happened, for `infill/status`,
@@ -19,15 +21,18 @@ from typing import Any
 
 from pygls.uris import to_fs_path
 
-from .backends import Backend, FillError, Unavailable
 from .documents import Document
 from .postprocess import Edit, Formatting, detect_formatting, inline_edit, range_edit
-from .protocol import ErrorCode, InfillMessage, ResultMessage, replace_lone_surrogates
+from .protocol import ErrorCode, FillError, InfillMessage, ResultMessage, Unavailable, replace_lone_surrogates
 from .scheduling import Scheduler
+from .services import ModelService
 from .settings import Settings
 from .typethrough import TypeThrough
 
 log = logging.getLogger(__name__)
+
+FIX_BLOCK, FILL_SELECTION = "fixBlock", "fillSelection"  # the code actions, as named in their resolve data
+LABEL_CHARS = 60  # a completion item's label: its first line, cut here
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,35 @@ class RangeFill:
     edit: Edit | None
     result: ResultMessage | None
     error: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """What infill.fillRange answers, before the client applies the edit."""
+        out: dict[str, Any] = {"applied": False}
+        if self.result is not None:
+            out.update(model=self.result.model, seconds=self.result.seconds, syntax_ok=self.result.syntax_ok,
+                       steps=self.result.steps)
+        return out | ({"error": self.error} if self.edit is None else {"text": self.edit.text})
+
+
+@dataclass(frozen=True)
+class CompletionEntry:
+    """A suggestion as a completion item."""
+
+    edit: Edit  # the suggestion with the word before the cursor in front, so that the client's filter keeps it
+    label: str  # its first line, shortened
+    filter_text: str
+
+
+def as_completion(text: str, cursor: int, edit: Edit) -> CompletionEntry:
+    """The suggestion `edit` at `cursor` of `text` as a completion item that replaces the word before the cursor."""
+    word = cursor
+    while word > 0 and (text[word - 1].isalnum() or text[word - 1] == "_"):
+        word -= 1
+    new_text = text[word:cursor] + edit.text
+    first = new_text.splitlines()[0] if new_text.strip() else new_text
+    more = len(first.strip()) > LABEL_CHARS or "\n" in new_text.strip()
+    label = first.strip()[:LABEL_CHARS] + ("…" if more else "")
+    return CompletionEntry(Edit(new_text, word, edit.end), label or new_text.strip()[:LABEL_CHARS], first)
 
 
 def grammar_of(doc: Document) -> str | None:
@@ -51,10 +85,10 @@ def grammar_of(doc: Document) -> str | None:
 
 
 class Completer:
-    def __init__(self, backend: Backend, settings: Callable[[], Settings]) -> None:
-        self.backend = backend
+    def __init__(self, service: ModelService, settings: Callable[[], Settings]) -> None:
+        self.service = service
         self._settings = settings
-        self.scheduler = Scheduler(lambda rid: self.backend.cancel(rid))
+        self.scheduler = Scheduler(lambda rid: self.service.cancel(rid))
         self.typethrough = TypeThrough()
         self.counts: Counter[str] = Counter()
         self.model_seconds = 0.0  # engine time (queueing included) of the answered model requests
@@ -107,6 +141,18 @@ class Completer:
         edit = range_edit(result.text, text, result.start, result.end, self._formatting(settings, text))
         return RangeFill(edit, result, None if edit is not None else "the model proposed no change")
 
+    def targets(self, doc: Document, start: int, end: int) -> dict[str, tuple[int, int]]:
+        """What the code actions at [start, end) would regenerate: FIX_BLOCK, the tree-sitter block under the
+        cursor or selection; FILL_SELECTION, a non-empty selection. None where the language is switched off."""
+        if not self._settings().enabled(doc.language_id):
+            return {}
+        out = {}
+        if (block := self.block(doc, start, end)) is not None:
+            out[FIX_BLOCK] = block
+        if end > start:
+            out[FILL_SELECTION] = (start, end)
+        return out
+
     def block(self, doc: Document, start: int, end: int) -> tuple[int, int] | None:
         """The tree-sitter block under a cursor or a selection (`infill.spans.block_at`), None on blank text."""
         from infill.errors import BadInputError
@@ -142,10 +188,10 @@ class Completer:
         self.scheduler.start(doc.uri, msg.id, supersedable)
         self.counts["model_calls"] += 1
         try:
-            result = await self.backend.fill(msg)
+            result = await self.service.fill(msg)
             self.model_seconds += result.seconds + result.queued_seconds
             return result
-        except asyncio.CancelledError:  # $/cancelRequest: the backend has cancelled the model's work
+        except asyncio.CancelledError:  # $/cancelRequest: the service has cancelled the model's work
             self.counts["cancelled"] += 1
             raise
         except FillError as exc:

@@ -44,10 +44,11 @@ from typing import TYPE_CHECKING, Any
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from infill.errors import BadInputError, CancelledError, DeadlineExceededError
+from infill.errors import BadInputError
 from infill.request import InfillRequest, InfillResult
 
-from . import auth
+from . import auth, wire
+from .contract import DEFAULT_HOST, DEFAULT_PORT, ws_address
 from .protocol import (
     MAX_MESSAGE_BYTES,
     CancelMessage,
@@ -57,7 +58,6 @@ from .protocol import (
     Message,
     ProgressMessage,
     ProtocolError,
-    ResultMessage,
     StatusMessage,
     StatusRequest,
     parse,
@@ -68,8 +68,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("infill.daemon")
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8977
 MAX_FRAME_BYTES = MAX_MESSAGE_BYTES + 64 * 1024  # websockets closes the connection (1009) above this
 
 
@@ -89,10 +87,6 @@ class DaemonConfig:
             raise ValueError("max_batch and max_queue must be at least 1")
         if self.batch_window < 0:
             raise ValueError("batch_window must be >= 0")
-
-
-def ws_address(host: str, port: int) -> str:
-    return f"ws://[{host}]:{port}" if ":" in host else f"ws://{host}:{port}"
 
 
 @dataclass(eq=False)
@@ -338,11 +332,7 @@ class Daemon:
                                    f"{len(self.queue)} requests are queued (the limit); try again shortly"))
             return
         now = time.monotonic()
-        deadline = None if msg.deadline_ms is None else now + msg.deadline_ms / 1000
-        request = InfillRequest(text=msg.text, cursor=msg.cursor, span=msg.range, path=msg.path,
-                                language=msg.language, quality=msg.quality, max_steps=msg.max_steps or None,
-                                seed=msg.seed, deadline=deadline, lengths=msg.lengths)
-        p = _Pending(conn, msg, request, arrived=now)
+        p = _Pending(conn, msg, wire.request(msg, received=now), arrived=now)
         conn.live[msg.id] = p
         self.queue.append(p)
         if msg.deadline_ms is not None:
@@ -471,24 +461,15 @@ class Daemon:
         p.conn.send(ProgressMessage(id=p.msg.id, step=p.drafts, draft=text))
 
     def _reply(self, p: _Pending, result: InfillResult | BaseException, batch_size: int) -> Message:
-        rid = p.msg.id
         if isinstance(result, InfillResult):
             self.stats.served += 1
-            return ResultMessage(
-                id=rid, text=result.text, start=result.start, end=result.end, syntax_ok=result.syntax_ok,
-                kind=result.kind, steps=result.steps, forward_passes=result.forward_passes, tokens=result.tokens,
-                seconds=round(result.seconds, 6), queued_seconds=round((p.started or p.arrived) - p.arrived, 6),
-                batch_size=batch_size, model=result.model, language=result.language, sizing=result.sizing,
-                prompt_tokens=result.prompt_tokens, reused_prompt_tokens=result.reused_prompt_tokens)
-        if isinstance(result, CancelledError):
+            return wire.result(p.msg.id, result, (p.started or p.arrived) - p.arrived, batch_size)
+        err = wire.error(result)
+        if err.code == ErrorCode.CANCELLED:
             self.stats.cancelled += 1
-            return ErrorMessage(rid, ErrorCode.CANCELLED, str(result))
-        self.stats.failed += 1
-        if isinstance(result, DeadlineExceededError):
-            return ErrorMessage(rid, ErrorCode.DEADLINE, str(result))
-        if isinstance(result, BadInputError):
-            return ErrorMessage(rid, ErrorCode.BAD_INPUT, str(result))
-        return ErrorMessage(rid, ErrorCode.MODEL, f"{type(result).__name__}: {result}")
+        else:
+            self.stats.failed += 1
+        return ErrorMessage(p.msg.id, err.code, err.message)
 
     def _fail_queued(self, message: str) -> None:
         for p in list(self.queue):

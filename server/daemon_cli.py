@@ -17,7 +17,8 @@ import sys
 
 from infill.cli import positive_int
 
-DEFAULT_PORT = 8977  # = server.daemon.DEFAULT_PORT, repeated so that --help imports nothing heavy
+from .contract import DEFAULT_HOST, DEFAULT_PORT, ws_address
+
 EXIT_NO_DAEMON = 3
 
 
@@ -48,7 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="run (default): serve in the foreground; status: print a running daemon's status as JSON; "
                         "stop: send SIGTERM to the running daemon")
     net = p.add_argument_group("network")
-    net.add_argument("--host", help="bind this address instead of 127.0.0.1; a non-loopback address is reachable "
+    net.add_argument("--host", help=f"bind this address instead of {DEFAULT_HOST}; a non-loopback address is reachable "
                                     "by other machines, protected only by the token (a warning is printed)")
     net.add_argument("--port", type=_port, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     batch = p.add_argument_group("batching")
@@ -71,10 +72,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _address(args: argparse.Namespace) -> str:
-    host = args.host or "127.0.0.1"
+    host = args.host or DEFAULT_HOST
     if host in ("0.0.0.0", "::", ""):  # a wildcard bind is reached through loopback
-        host = "127.0.0.1"
-    return f"ws://[{host}]:{args.port}" if ":" in host else f"ws://{host}:{args.port}"
+        host = DEFAULT_HOST
+    return ws_address(host, args.port)
 
 
 def _no_daemon(message: str) -> int:
@@ -88,7 +89,8 @@ def run_status(args: argparse.Namespace) -> int:
     import asyncio
     import json
 
-    from .client import DaemonClient, DaemonError, DaemonUnavailable
+    from .client import DaemonClient
+    from .protocol import FillError, Unavailable
 
     async def ask() -> dict:
         async with DaemonClient(_address(args)) as client:
@@ -96,8 +98,8 @@ def run_status(args: argparse.Namespace) -> int:
 
     try:
         status = asyncio.run(ask())
-    except DaemonError as exc:  # nobody listening, or a daemon that refuses our token
-        hint = "; start one with `infill daemon`" if isinstance(exc, DaemonUnavailable) else ""
+    except FillError as exc:  # nobody listening, or a daemon that refuses our token
+        hint = "; start one with `infill daemon`" if isinstance(exc, Unavailable) else ""
         return _no_daemon(exc.message + hint)
     print(json.dumps(status, indent=2))
     return 0
@@ -108,19 +110,21 @@ def run_stop(args: argparse.Namespace) -> int:
     import signal
     import time
 
+    from infill.files import pid_alive
+
     from . import auth
 
     state = auth.read_state(args.port)
-    if state is None or not auth.pid_alive(state.get("pid")):
+    if state is None or not pid_alive(state.get("pid")):
         if state is not None:
             auth.remove_state(args.port)
         return _no_daemon(f"no daemon is running on port {args.port} (no live state file in {auth.runtime_dir()})")
     pid = state["pid"]
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 30
-    while auth.pid_alive(pid) and time.monotonic() < deadline:
+    while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    if auth.pid_alive(pid):
+    if pid_alive(pid):
         return _no_daemon(f"daemon {pid} did not stop within 30 s; `kill -9 {pid}` ends it")
     print(f"stopped the daemon on port {args.port} (pid {pid})")
     return 0
@@ -134,7 +138,7 @@ def run_daemon(args: argparse.Namespace) -> int:
     from .auth import is_loopback
 
     auth.load_or_create_token()  # an unsafe token file stops us before the model loads
-    host = args.host or "127.0.0.1"
+    host = args.host or DEFAULT_HOST
     if not is_loopback(host):
         print(f"infill daemon: warning: binding {host}: other machines can reach the daemon; only the token in "
               f"{auth.token_path()} protects it", file=sys.stderr)

@@ -8,7 +8,7 @@
                                     command in the action instead.
     workspace/executeCommand        infill.fillRange(uri, range): regenerate the range, apply it with
                                     workspace/applyEdit, return a summary
-    infill/status                   counters, type-through reuse, the backend's state and cache hit rate
+    infill/status                   counters, type-through reuse, the model service's state ("backend") and cache hits
 
 Documents are kept by `server.documents` (LSP line breaks, clamped positions, the negotiated position
 encoding). Completions are never errors: anything that goes wrong is an empty list and a log line
@@ -30,17 +30,15 @@ from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 from pygls.protocol.language_server import lsp_method
 
-from .backends import Backend
-from .completions import Completer
+from .completions import FILL_SELECTION, FIX_BLOCK, Completer, as_completion
+from .contract import FILL_RANGE, SECTION, STATUS
 from .documents import DocumentStore, range_offsets, to_range
 from .postprocess import Edit
-from .settings import SECTION, Settings
+from .services import ModelService
+from .settings import Settings
 
 log = logging.getLogger("infill.lsp")
 
-FILL_RANGE = "infill.fillRange"
-STATUS = "infill/status"
-FIX_BLOCK, FILL_SELECTION = "fixBlock", "fillSelection"
 ACTIONS = {  # what -> (title, kind)
     FIX_BLOCK: ("Fix this block (infill)", types.CodeActionKind.QuickFix),
     FILL_SELECTION: ("Fill selection (infill)", types.CodeActionKind.RefactorRewrite),
@@ -81,20 +79,20 @@ class InfillProtocol(LanguageServerProtocol):
 
 
 class InfillServer(LanguageServer):
-    def __init__(self, backend: Backend, settings: Settings) -> None:
+    def __init__(self, service: ModelService, settings: Settings) -> None:
         from infill import __version__
 
         super().__init__("infill", __version__, protocol_cls=InfillProtocol,
                          text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
         self.settings = settings
         self.documents = DocumentStore()
-        self.completer = Completer(backend, lambda: self.settings)
+        self.completer = Completer(service, lambda: self.settings)
         self._notify_loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
 
     @property
-    def backend(self) -> Backend:
-        return self.completer.backend
+    def service(self) -> ModelService:
+        return self.completer.service
 
     @property
     def encoding(self) -> str:
@@ -126,7 +124,7 @@ class InfillServer(LanguageServer):
             self.notify(logging.WARNING, f"infill: {source}: {problem}")
         old, self.settings = self.settings, new
         if (new.resolved_model, new.daemon) != (old.resolved_model, old.daemon):
-            self.backend.configure(new.resolved_model, new.daemon)
+            self.service.configure(new.resolved_model, new.daemon)
 
     # -- LSP shapes --------------------------------------------------------------------------------------------
     def lsp_range(self, uri: str, start: int, end: int) -> types.Range:
@@ -165,147 +163,150 @@ def never_fails(empty: Callable[[], Any]):
     return wrap
 
 
-def build_server(backend: Backend, settings: Settings) -> InfillServer:
-    server = InfillServer(backend, settings)
+# -- handlers: each finds the document, asks the Completer, and answers in LSP types ---------------------------
+def initialize(ls: InfillServer, params: types.InitializeParams) -> None:
+    ls._notify_loop, ls._loop_thread = asyncio.get_running_loop(), threading.get_ident()
+    ls.apply_settings(params.initialization_options, "initializationOptions")
 
-    @server.feature(types.INITIALIZE)
-    def initialize(ls: InfillServer, params: types.InitializeParams) -> None:
-        ls._notify_loop, ls._loop_thread = asyncio.get_running_loop(), threading.get_ident()
-        ls.apply_settings(params.initialization_options, "initializationOptions")
 
-    @server.feature(types.INITIALIZED)
-    async def initialized(ls: InfillServer, params: types.InitializedParams) -> None:
-        await ls.backend.start()
-        ws = ls.client_capabilities.workspace
-        if ws and ws.configuration:
-            await pull_configuration(ls)
+async def initialized(ls: InfillServer, params: types.InitializedParams) -> None:
+    await ls.service.start()
+    ws = ls.client_capabilities.workspace
+    if ws and ws.configuration:
+        await pull_configuration(ls)
 
-    @server.feature(types.SHUTDOWN)
-    async def shutdown(ls: InfillServer, params: None) -> None:
-        await ls.backend.close()
 
-    @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
-    async def did_change_configuration(ls: InfillServer, params: types.DidChangeConfigurationParams) -> None:
-        raw = params.settings
-        if isinstance(raw, dict) and raw:
-            ls.apply_settings(raw, "workspace/didChangeConfiguration")
-        elif ls.client_capabilities.workspace and ls.client_capabilities.workspace.configuration:
-            await pull_configuration(ls)  # "settings changed, come and get them"
+async def shutdown(ls: InfillServer, params: None) -> None:
+    await ls.service.close()
 
-    @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
-    @never_fails(lambda: types.InlineCompletionList(items=[]))
-    async def inline_completion(ls: InfillServer, params: types.InlineCompletionParams) -> types.InlineCompletionList:
-        doc = ls.documents.get(params.text_document.uri)
-        if doc is None:
-            return types.InlineCompletionList(items=[])
-        invoked = params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked
-        edit = await ls.completer.at_cursor(doc, doc.offset(params.position, ls.encoding), invoked)
-        if edit is None:
-            return types.InlineCompletionList(items=[])
-        item = types.InlineCompletionItem(insert_text=edit.text, range=ls.lsp_range(doc.uri, edit.start, edit.end))
-        return types.InlineCompletionList(items=[item])
 
-    @server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions())
-    @never_fails(lambda: types.CompletionList(is_incomplete=True, items=[]))
-    async def completion(ls: InfillServer, params: types.CompletionParams) -> types.CompletionList:
-        doc = ls.documents.get(params.text_document.uri)
-        empty = types.CompletionList(is_incomplete=True, items=[])
-        if doc is None:
-            return empty
-        invoked = params.context is None or params.context.trigger_kind == types.CompletionTriggerKind.Invoked
-        cursor = doc.offset(params.position, ls.encoding)
-        edit = await ls.completer.at_cursor(doc, cursor, invoked)
-        if edit is None:
-            return empty
-        # The item replaces the word before the cursor too, so that the client's filtering on it keeps the item.
-        word = cursor
-        while word > 0 and (doc.text[word - 1].isalnum() or doc.text[word - 1] == "_"):
-            word -= 1
-        new_text = doc.text[word:cursor] + edit.text
-        first = new_text.splitlines()[0] if new_text.strip() else new_text
-        label = first.strip()[:60] + ("…" if len(first.strip()) > 60 or "\n" in new_text.strip() else "")
-        item = types.CompletionItem(
-            label=label or new_text.strip()[:60], kind=types.CompletionItemKind.Snippet, detail="infill",
-            filter_text=first, sort_text="0", insert_text_format=types.InsertTextFormat.PlainText,
-            text_edit=types.TextEdit(range=ls.lsp_range(doc.uri, word, edit.end), new_text=new_text))
-        return types.CompletionList(is_incomplete=True, items=[item])
+async def did_change_configuration(ls: InfillServer, params: types.DidChangeConfigurationParams) -> None:
+    raw = params.settings
+    if isinstance(raw, dict) and raw:
+        ls.apply_settings(raw, "workspace/didChangeConfiguration")
+    elif ls.client_capabilities.workspace and ls.client_capabilities.workspace.configuration:
+        await pull_configuration(ls)  # "settings changed, come and get them"
 
-    @server.feature(types.TEXT_DOCUMENT_CODE_ACTION, types.CodeActionOptions(
-        code_action_kinds=[kind for _, kind in ACTIONS.values()], resolve_provider=True))
-    def code_action(ls: InfillServer, params: types.CodeActionParams) -> list[types.CodeAction]:
-        doc = ls.documents.get(params.text_document.uri)
-        if doc is None or not ls.settings.enabled(doc.language_id):
-            return []
-        start, end = range_offsets(doc.index, params.range, ls.encoding)
-        targets = []
-        if (block := ls.completer.block(doc, start, end)) is not None:
-            targets.append((FIX_BLOCK, block))
-        if end > start:
-            targets.append((FILL_SELECTION, (start, end)))
-        only = params.context.only
-        actions = []
-        for what, (lo, hi) in targets:
-            title, kind = ACTIONS[what]
-            if only and not any(kind == k or kind.startswith(f"{k}.") for k in only):
-                continue
-            rng = ls.lsp_range(doc.uri, lo, hi)
-            if ls.resolves_edits():
-                data = {"uri": doc.uri, "version": doc.version, "range": _range_json(rng), "action": what}
-                actions.append(types.CodeAction(title=title, kind=kind, data=data))
-            else:
-                cmd = types.Command(title=title, command=FILL_RANGE, arguments=[doc.uri, _range_json(rng)])
-                actions.append(types.CodeAction(title=title, kind=kind, command=cmd))
-        return actions
 
-    @server.feature(types.CODE_ACTION_RESOLVE)
-    async def code_action_resolve(ls: InfillServer, action: types.CodeAction) -> types.CodeAction:
-        data = action.data if isinstance(action.data, dict) else {}
-        doc = ls.documents.get(data.get("uri", ""))
-        if doc is None or "range" not in data:
-            return action
-        if data.get("version") != doc.version:  # ContentModified: the client drops the action quietly
-            raise JsonRpcException("the document changed since the action was offered; ask again",
-                                   code=types.LSPErrorCodes.ContentModified)
-        start, end = range_offsets(doc.index, _range(data["range"]), ls.encoding)
-        fill = await ls.completer.over_range(doc, start, end)
-        if fill.edit is not None:
-            action.edit = ls.workspace_edit(doc.uri, doc.version, fill.edit)
+@never_fails(lambda: types.InlineCompletionList(items=[]))
+async def inline_completion(ls: InfillServer, params: types.InlineCompletionParams) -> types.InlineCompletionList:
+    doc = ls.documents.get(params.text_document.uri)
+    if doc is None:
+        return types.InlineCompletionList(items=[])
+    invoked = params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked
+    edit = await ls.completer.at_cursor(doc, doc.offset(params.position, ls.encoding), invoked)
+    if edit is None:
+        return types.InlineCompletionList(items=[])
+    item = types.InlineCompletionItem(insert_text=edit.text, range=ls.lsp_range(doc.uri, edit.start, edit.end))
+    return types.InlineCompletionList(items=[item])
+
+
+@never_fails(lambda: types.CompletionList(is_incomplete=True, items=[]))
+async def completion(ls: InfillServer, params: types.CompletionParams) -> types.CompletionList:
+    empty = types.CompletionList(is_incomplete=True, items=[])
+    doc = ls.documents.get(params.text_document.uri)
+    if doc is None:
+        return empty
+    invoked = params.context is None or params.context.trigger_kind == types.CompletionTriggerKind.Invoked
+    cursor = doc.offset(params.position, ls.encoding)
+    edit = await ls.completer.at_cursor(doc, cursor, invoked)
+    if edit is None:
+        return empty
+    entry = as_completion(doc.text, cursor, edit)
+    item = types.CompletionItem(
+        label=entry.label, kind=types.CompletionItemKind.Snippet, detail="infill", filter_text=entry.filter_text,
+        sort_text="0", insert_text_format=types.InsertTextFormat.PlainText,
+        text_edit=types.TextEdit(range=ls.lsp_range(doc.uri, entry.edit.start, entry.edit.end),
+                                 new_text=entry.edit.text))
+    return types.CompletionList(is_incomplete=True, items=[item])
+
+
+def code_action(ls: InfillServer, params: types.CodeActionParams) -> list[types.CodeAction]:
+    doc = ls.documents.get(params.text_document.uri)
+    if doc is None:
+        return []
+    start, end = range_offsets(doc.index, params.range, ls.encoding)
+    only = params.context.only
+    actions = []
+    for what, (lo, hi) in ls.completer.targets(doc, start, end).items():
+        title, kind = ACTIONS[what]
+        if only and not any(kind == k or kind.startswith(f"{k}.") for k in only):
+            continue
+        rng = _range_json(ls.lsp_range(doc.uri, lo, hi))
+        if ls.resolves_edits():  # the model runs when the client resolves the action, not while it lists them
+            data = {"uri": doc.uri, "version": doc.version, "range": rng, "action": what}
+            actions.append(types.CodeAction(title=title, kind=kind, data=data))
         else:
-            ls.notify(logging.WARNING, f"infill: {action.title}: {fill.error}")
+            cmd = types.Command(title=title, command=FILL_RANGE, arguments=[doc.uri, rng])
+            actions.append(types.CodeAction(title=title, kind=kind, command=cmd))
+    return actions
+
+
+async def code_action_resolve(ls: InfillServer, action: types.CodeAction) -> types.CodeAction:
+    data = action.data if isinstance(action.data, dict) else {}
+    doc = ls.documents.get(data.get("uri", ""))
+    if doc is None or "range" not in data:
         return action
+    if data.get("version") != doc.version:  # ContentModified: the client drops the action quietly
+        raise JsonRpcException("the document changed since the action was offered; ask again",
+                               code=types.LSPErrorCodes.ContentModified)
+    start, end = range_offsets(doc.index, _range(data["range"]), ls.encoding)
+    fill = await ls.completer.over_range(doc, start, end)
+    if fill.edit is not None:
+        action.edit = ls.workspace_edit(doc.uri, doc.version, fill.edit)
+    else:
+        ls.notify(logging.WARNING, f"infill: {action.title}: {fill.error}")
+    return action
 
-    @server.command(FILL_RANGE)
-    async def fill_range(ls: InfillServer, *args: Any) -> dict[str, Any]:
-        if len(args) != 2 or not isinstance(args[0], str) or not isinstance(args[1], dict):
-            return {"applied": False, "error": f"{FILL_RANGE} takes [uri, range]"}
-        doc = ls.documents.get(args[0])
-        if doc is None:
-            return {"applied": False, "error": f"{args[0]} is not open"}
-        start, end = range_offsets(doc.index, _range(args[1]), ls.encoding)
-        version = doc.version
-        fill = await ls.completer.over_range(doc, start, end)
-        summary: dict[str, Any] = {"applied": False}
-        if fill.result is not None:
-            summary.update(model=fill.result.model, seconds=fill.result.seconds, syntax_ok=fill.result.syntax_ok,
-                           steps=fill.result.steps)
-        if fill.edit is None:
-            ls.notify(logging.WARNING, f"infill: fill range: {fill.error}")
-            return {**summary, "error": fill.error}
-        summary.update(text=fill.edit.text, range=_range_json(ls.lsp_range(doc.uri, fill.edit.start, fill.edit.end)))
-        try:
-            reply = await ls.workspace_apply_edit_async(types.ApplyWorkspaceEditParams(
-                edit=ls.workspace_edit(doc.uri, version, fill.edit), label="infill: fill range"))
-        except Exception as exc:  # the client does not do applyEdit, or refused the request
-            return {**summary, "error": f"workspace/applyEdit failed: {exc}"}
-        summary["applied"] = bool(reply.applied)
-        if not reply.applied:
-            summary["error"] = reply.failure_reason or "the client did not apply the edit"
+
+async def fill_range(ls: InfillServer, *args: Any) -> dict[str, Any]:
+    if len(args) != 2 or not isinstance(args[0], str) or not isinstance(args[1], dict):
+        return {"applied": False, "error": f"{FILL_RANGE} takes [uri, range]"}
+    doc = ls.documents.get(args[0])
+    if doc is None:
+        return {"applied": False, "error": f"{args[0]} is not open"}
+    start, end = range_offsets(doc.index, _range(args[1]), ls.encoding)
+    version = doc.version
+    fill = await ls.completer.over_range(doc, start, end)
+    summary = fill.summary()
+    if fill.edit is None:
+        ls.notify(logging.WARNING, f"infill: fill range: {fill.error}")
         return summary
+    summary["range"] = _range_json(ls.lsp_range(doc.uri, fill.edit.start, fill.edit.end))
+    try:
+        reply = await ls.workspace_apply_edit_async(types.ApplyWorkspaceEditParams(
+            edit=ls.workspace_edit(doc.uri, version, fill.edit), label="infill: fill range"))
+    except Exception as exc:  # the client does not do applyEdit, or refused the request
+        return {**summary, "error": f"workspace/applyEdit failed: {exc}"}
+    summary["applied"] = bool(reply.applied)
+    if not reply.applied:
+        summary["error"] = reply.failure_reason or "the client did not apply the edit"
+    return summary
 
-    @server.feature(STATUS)
-    async def status(ls: InfillServer, params: Any) -> dict[str, Any]:
-        return {**ls.completer.stats(), "backend": await ls.backend.status(), "settings": _settings_json(ls.settings)}
 
+async def status(ls: InfillServer, params: Any) -> dict[str, Any]:
+    return {**ls.completer.stats(), "backend": await ls.service.status(), "settings": ls.settings.to_json()}
+
+
+FEATURES: list[tuple[str, Any, Callable]] = [  # (method, options advertised in initialize, handler)
+    (types.INITIALIZE, None, initialize),
+    (types.INITIALIZED, None, initialized),
+    (types.SHUTDOWN, None, shutdown),
+    (types.WORKSPACE_DID_CHANGE_CONFIGURATION, None, did_change_configuration),
+    (types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions(), inline_completion),
+    (types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(), completion),
+    (types.TEXT_DOCUMENT_CODE_ACTION, types.CodeActionOptions(
+        code_action_kinds=[kind for _, kind in ACTIONS.values()], resolve_provider=True), code_action),
+    (types.CODE_ACTION_RESOLVE, None, code_action_resolve),
+    (STATUS, None, status),
+]
+
+
+def build_server(service: ModelService, settings: Settings) -> InfillServer:
+    server = InfillServer(service, settings)
+    for method, options, handler in FEATURES:
+        server.feature(method, options)(handler)
+    server.command(FILL_RANGE)(fill_range)
     return server
 
 
@@ -330,9 +331,3 @@ def _range(raw: dict[str, Any]) -> types.Range:
         return types.Position(line=int(p["line"]), character=int(p["character"]))
 
     return types.Range(start=pos(raw["start"]), end=pos(raw["end"]))
-
-
-def _settings_json(s: Settings) -> dict[str, Any]:
-    return {"model": s.resolved_model, "daemon": s.daemon, "debounce": s.debounce_ms, "quality": s.quality,
-            "actionQuality": s.action_quality, "enable": dict(s.enable), "maxSteps": s.max_steps,
-            "lengths": list(s.lengths) if s.lengths else None, "deadline": s.deadline_ms, "seed": s.seed}

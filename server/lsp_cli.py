@@ -17,16 +17,20 @@ import argparse
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from infill.cli import add_model_arguments
+    from infill.quality import DEFAULTS, NAMES
 
-    from .protocol import QUALITIES
+    from .contract import DEFAULT_ADDRESS
+    from .settings import Settings
 
     p.add_argument("--embedded", action="store_true",
                    help="run the model in this process instead of talking to the daemon")
-    p.add_argument("--daemon", metavar="ADDRESS", help="model daemon address (default ws://127.0.0.1:8977)")
-    p.add_argument("--debounce", type=int, metavar="MS", help="wait this long for more keystrokes (default 150)")
-    p.add_argument("--quality", choices=QUALITIES, help="sampler preset of as-you-type completions (default fast)")
-    p.add_argument("--action-quality", choices=QUALITIES,
-                   help="sampler preset of 'Fix this block' and 'Fill selection' (default balanced)")
+    p.add_argument("--daemon", metavar="ADDRESS", help=f"model daemon address (default {DEFAULT_ADDRESS})")
+    p.add_argument("--debounce", type=int, metavar="MS",
+                   help=f"wait this long for more keystrokes (default {Settings.debounce_ms})")
+    p.add_argument("--quality", choices=NAMES,
+                   help=f"sampler preset of as-you-type completions (default {DEFAULTS.typing})")
+    p.add_argument("--action-quality", choices=NAMES,
+                   help=f"sampler preset of 'Fix this block' and 'Fill selection' (default {DEFAULTS.action})")
     p.add_argument("--log-file", metavar="PATH", help="also write the log here")
     add_model_arguments(p)
 
@@ -56,8 +60,8 @@ def run(args: argparse.Namespace) -> int:
 
     from infill.cli import load_options, quiet_transformers
 
-    from .backends import DaemonBackend, EmbeddedBackend
     from .lsp import build_server
+    from .services import DaemonService, EmbeddedService
     from .settings import Settings
 
     raw = {k: v for k, v in {"model": args.model, "daemon": args.daemon, "debounce": args.debounce,
@@ -74,11 +78,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.embedded:
         quiet_transformers(verbose)
-        backend = EmbeddedBackend(settings.resolved_model, load_options(args), notify)
+        service = EmbeddedService(settings.resolved_model, load_options(args), notify)
     else:
-        backend = DaemonBackend(settings.daemon, settings.resolved_model, notify, extra_args=daemon_args(args))
-    server = holder["server"] = build_server(backend, settings)
-    logging.getLogger("infill.lsp").info("infill lsp: %s", backend.description)
+        service = DaemonService(settings.daemon, settings.resolved_model, notify, extra_args=daemon_args(args))
+    server = holder["server"] = build_server(service, settings)
+    logging.getLogger("infill.lsp").info("infill lsp: %s", service.description)
     server.start_io(sys.stdin.buffer, protocol_out)
     return 0
 

@@ -5,7 +5,8 @@ re-indented continuation lines in the file's style. What is left concerns the ed
 after the cursor on screen, auto-inserted closing brackets, the client's tabs-vs-spaces settings, the
 document's line endings, and items that would change nothing.
 
-Each filter is one small pure function over strings (tested one by one in tests/test_postprocess.py);
+Each filter is one small pure function over strings (tested one by one in tests/test_postprocess.py); the
+algorithms they share with the engine (indentation, repeated suffix lines, brackets) are `infill.textfix`.
 `inline_edit` chains them for a completion at a cursor, `range_edit` for a regenerated range.
 
 Auto-closed brackets: the item's *range swallows them*. When the editor has already inserted `)` after the
@@ -19,9 +20,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-CLOSING = {")": "(", "]": "[", "}": "{"}
-OPENING = {v: k for k, v in CLOSING.items()}
-QUOTES = "\"'`"
+from infill.textfix import (
+    BRACKETS,
+    CLOSERS,
+    QUOTES,
+    drop_duplicate_suffix_lines,
+    indent_of,
+    indent_width,
+    render_indent,
+    shift_continuations,
+)
+
 LOOKAHEAD_LINES = 20  # lines after the cursor's line that duplicate-line trimming compares against
 
 
@@ -62,18 +71,6 @@ class Edit:
 
 
 # -- helpers ------------------------------------------------------------------------------------------------
-def _lead(line: str) -> str:
-    return line[: len(line) - len(line.lstrip(" \t"))]
-
-
-def _width(ws: str, tab_size: int) -> int:
-    return len(ws.expandtabs(tab_size))
-
-
-def _spaces(width: int, tabs: bool, tab_size: int) -> str:
-    return "\t" * (width // tab_size) + " " * (width % tab_size) if tabs else " " * width
-
-
 def line_ending(text: str) -> str:
     """The document's line break: the first one it uses ('\\n' for a one-line document)."""
     m = re.search(r"\r\n|\r|\n", text)
@@ -110,21 +107,10 @@ def indent_continuations(text: str, line_prefix: str, tab_size: int = 4) -> str:
     """A middle that continues the cursor's line onto more lines keeps those lines at least as indented as the
     cursor's line (`    foo(║` + `a,\\nb)` -> `b)` under `foo`, not at column 0). A middle that starts with a
     line break is new lines of their own, and may dedent."""
-    lines = text.split("\n")
-    if len(lines) == 1 or not lines[0].strip():
+    if not text.split("\n", 1)[0].strip():
         return text
-    indent = _lead(line_prefix)
-    need = _width(indent, tab_size)
-    cont = [ln for ln in lines[1:] if ln.strip()]
-    shift = need - min((_width(_lead(ln), tab_size) for ln in cont), default=need)
-    if shift <= 0:
-        return text
-    tabs = indent.startswith("\t")
-    out = [lines[0]]
-    for ln in lines[1:]:
-        lead = _lead(ln)
-        out.append(_spaces(_width(lead, tab_size) + shift, tabs, tab_size) + ln[len(lead):] if ln.strip() else ln)
-    return "\n".join(out)
+    indent = indent_of(line_prefix)
+    return shift_continuations(text, indent_width(indent, tab_size), indent.startswith("\t"), tab_size)
 
 
 def convert_indentation(text: str, fmt: Formatting, first_line_at_start: bool = False) -> str:
@@ -134,25 +120,13 @@ def convert_indentation(text: str, fmt: Formatting, first_line_at_start: bool = 
     lines = text.split("\n")
     out = []
     for i, ln in enumerate(lines):
-        lead = _lead(ln)
+        lead = indent_of(ln)
         if (i == 0 and not first_line_at_start) or not lead or not ln.strip():
             out.append(ln)
             continue
-        out.append(_spaces(_width(lead, fmt.tab_size), not fmt.insert_spaces, fmt.tab_size) + ln[len(lead):])
+        out.append(render_indent(indent_width(lead, fmt.tab_size), not fmt.insert_spaces, fmt.tab_size)
+                   + ln[len(lead):])
     return "\n".join(out)
-
-
-def drop_duplicate_suffix_lines(text: str, next_lines: tuple[str, ...], continues_line: bool) -> str:
-    """Trailing lines of the middle that repeat the next lines of the document are dropped (they are
-    already there, right below). The first line only counts when it is a whole line of its own."""
-    lines = text.rstrip("\n").split("\n")
-    nexts = [ln.strip() for ln in next_lines if ln.strip()]
-    longest = min(len(lines) - 1 if continues_line else len(lines), len(nexts))
-    for n in range(longest, 0, -1):
-        tail = [ln.strip() for ln in lines[-n:]]
-        if tail == nexts[:n]:
-            return "\n".join(lines[:-n])
-    return text
 
 
 def unmatched_closers(text: str) -> str:
@@ -163,10 +137,10 @@ def unmatched_closers(text: str) -> str:
     out: list[tuple[int, str]] = []
     stack: list[str] = []
     for i, ch in enumerate(text):
-        if ch in OPENING:
-            stack.append(ch)
-        elif ch in CLOSING:
-            if stack and stack[-1] == CLOSING[ch]:
+        if ch in BRACKETS:
+            stack.append(BRACKETS[ch])  # the closer it waits for
+        elif ch in CLOSERS:
+            if stack and stack[-1] == ch:
                 stack.pop()
             elif not stack:
                 out.append((i, ch))

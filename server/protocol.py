@@ -15,7 +15,11 @@ Every message is one JSON object (a websocket text frame) with a `type` field:
       {"type": "status", "model": "...", "queue": 0, ...}
 
 Messages are validated on arrival (`parse`): unknown types, wrong field types and oversized messages become
-`ProtocolError`s with a code and a message a person can act on.
+`ProtocolError`s with a code and a message a person can act on. A request that gets no result is a
+`FillError` wherever it is seen (the client, the language server's model services):
+
+    FillError        the daemon or the embedded engine answered with an error: `code` is an ErrorCode
+    └── Unavailable  no model to talk to: nobody answers, the connection dropped, the model did not load
 """
 
 from __future__ import annotations
@@ -25,11 +29,14 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
+from infill.quality import DEFAULTS, NAMES
+
+from .contract import LIMITS
+
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024  # one request carries a whole document
 MAX_TEXT_CHARS = 2_000_000  # documents larger than this are refused
 MAX_ID_CHARS = 128
 MAX_DEPTH = 16  # JSON nesting levels; a client message has 2 (the lists of 'range' and 'lengths')
-QUALITIES = ("fast", "balanced", "thinking")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads turns an unpaired "\\ud800" escape into one
 
 
@@ -43,6 +50,25 @@ class ErrorCode:
     OVERLOADED = "overloaded"  # the queue is full
     MODEL = "model_error"  # the model failed (out of memory, ...); the daemon keeps serving
     INTERNAL = "internal"
+
+
+UNAVAILABLE = "unavailable"  # Unavailable.code: not an ErrorCode, the daemon never sends it
+
+
+class FillError(Exception):
+    """A request got no result; `code` is one of ErrorCode (or UNAVAILABLE) and `message` says why."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code, self.message = code, message
+
+
+class Unavailable(FillError):
+    """No model to talk to right now: nobody answers at the address, the connection dropped, the model did not
+    load. The language server answers empty and tries again later."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(UNAVAILABLE, message)
 
 
 class ProtocolError(Exception):
@@ -74,7 +100,7 @@ class InfillMessage(Message):
     range: tuple[int, int] | None = None
     path: str | None = None
     language: str | None = None
-    quality: str = "balanced"
+    quality: str = DEFAULTS.request
     max_steps: int | None = None
     seed: int | None = None
     deadline_ms: int | None = None  # give up after this many milliseconds in the daemon
@@ -215,13 +241,14 @@ def _request_id(data: dict[str, Any]) -> str | None:
     return rid if isinstance(rid, str) and 0 < len(rid) <= MAX_ID_CHARS else None
 
 
-def _build(cls: type[Message], data: dict[str, Any]) -> Message:
-    """Type-check the fields of `data` against the dataclass and build it."""
+def _build(cls: type[Message], data: dict[str, Any], **converted: Any) -> Message:
+    """Type-check the fields of `data` against the dataclass and build it; `converted` replaces the values of
+    fields that `data` holds in JSON form (lists for tuples)."""
     request_id = _request_id(data)
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - known - {"type"})
     _check(not unknown, f"unknown field(s) for {cls.TYPE!r}: {', '.join(unknown)}", request_id)
-    kwargs = {name: data[name] for name in known if name in data}
+    kwargs = {name: converted.get(name, data[name]) for name in known if name in data}
     try:
         msg = cls(**kwargs)
     except TypeError as exc:
@@ -247,20 +274,19 @@ def _validate_infill(data: dict[str, Any]) -> InfillMessage:
     if rng is not None:
         _check(isinstance(rng, list) and len(rng) == 2 and all(_is_int(x) and x >= 0 for x in rng)
                and rng[0] <= rng[1], "'range' must be [start, end] with 0 <= start <= end (code points)", rid)
-        data = {**data, "range": tuple(rng)}
     for name in ("path", "language"):
         _check(data.get(name) is None or isinstance(data[name], str), f"'{name}' must be a string", rid)
-    _check(data.get("quality", "balanced") in QUALITIES, f"'quality' must be one of {', '.join(QUALITIES)}", rid)
-    for name, hi in (("max_steps", 1024), ("seed", 2**63 - 1), ("deadline_ms", 3_600_000)):
+    _check(data.get("quality", DEFAULTS.request) in NAMES, f"'quality' must be one of {', '.join(NAMES)}", rid)
+    for name, hi in (("max_steps", LIMITS.max_steps), ("seed", LIMITS.seed), ("deadline_ms", LIMITS.deadline_ms)):
         v = data.get(name)
         _check(v is None or (_is_int(v) and 0 <= v <= hi), f"'{name}' must be an integer in 0..{hi}", rid)
     _check(isinstance(data.get("stream", False), bool), "'stream' must be true or false", rid)
     lengths = data.get("lengths")
     if lengths is not None:
-        _check(isinstance(lengths, list) and 0 < len(lengths) <= 8 and all(_is_int(n) and 1 <= n <= 1024 for n in lengths),
-               "'lengths' must be 1-8 integers in 1..1024", rid)
-        data = {**data, "lengths": tuple(lengths)}
-    return _build(InfillMessage, data)  # type: ignore[return-value]
+        _check(isinstance(lengths, list) and 0 < len(lengths) <= LIMITS.lengths
+               and all(_is_int(n) and 1 <= n <= LIMITS.length for n in lengths),
+               f"'lengths' must be 1-{LIMITS.lengths} integers in 1..{LIMITS.length}", rid)
+    return _build(InfillMessage, data, range=rng and tuple(rng), lengths=lengths and tuple(lengths))  # type: ignore[return-value]
 
 
 def parse(raw: str | bytes) -> Message:

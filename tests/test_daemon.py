@@ -22,10 +22,11 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from infill.errors import BadInputError
+from infill.files import pid_alive
 from server import auth
-from server.client import DaemonClient, DaemonError, DaemonUnavailable, ensure_daemon
+from server.client import DaemonClient, ensure_daemon
 from server.daemon import MAX_FRAME_BYTES, Daemon, DaemonConfig
-from server.protocol import MAX_TEXT_CHARS, ErrorCode, InfillMessage
+from server.protocol import MAX_TEXT_CHARS, ErrorCode, FillError, InfillMessage, Unavailable
 
 
 @pytest.fixture
@@ -83,16 +84,16 @@ async def test_missing_or_wrong_token_gets_401_before_any_work(daemon):
             async with connect(daemon.address, additional_headers=headers):
                 pass
         assert info.value.response.status_code == 401
-    with pytest.raises(DaemonError) as err:
+    with pytest.raises(FillError) as err:
         await DaemonClient(daemon.address, token="wrong").connect()
-    assert err.value.code == ErrorCode.UNAUTHORIZED and not isinstance(err.value, DaemonUnavailable)
+    assert err.value.code == ErrorCode.UNAUTHORIZED and not isinstance(err.value, Unavailable)
     assert daemon.engine.calls == [] and daemon.stats.refused_handshakes == 4 and daemon.stats.connections == 0
 
 
 async def test_non_loopback_bind_needs_an_explicit_host(tiny_engine, runtime_dir):
     with pytest.raises(BadInputError, match="--host"):
         await Daemon(tiny_engine, DaemonConfig(host="0.0.0.0", port=0)).start()
-    with pytest.raises(DaemonUnavailable, match="only started on loopback"):
+    with pytest.raises(Unavailable, match="only started on loopback"):
         await ensure_daemon("ws://192.0.2.1:1", timeout=1)  # TEST-NET: never answers, never spawned
 
 
@@ -184,7 +185,7 @@ async def test_cancelling_a_queued_request_answers_at_once(daemon):
         while not daemon.queue:
             await asyncio.sleep(0.01)
         await c.cancel("queued")
-        with pytest.raises(DaemonError) as err:
+        with pytest.raises(FillError) as err:
             await queued
         assert err.value.code == ErrorCode.CANCELLED and not daemon.queue
         daemon.engine.gate.set()
@@ -204,7 +205,7 @@ async def test_a_disconnecting_client_cancels_its_requests(daemon):
 async def test_deadline(daemon):
     async with client(daemon) as c:
         started = time.monotonic()
-        with pytest.raises(DaemonError) as err:
+        with pytest.raises(FillError) as err:
             await c.infill(infill("slow", max_steps=1000, lengths=(32,), deadline_ms=300))
         assert err.value.code == ErrorCode.DEADLINE and "300 ms" in err.value.message
         assert time.monotonic() - started < 3
@@ -235,7 +236,7 @@ async def test_drafts_stream_before_the_result_and_never_after(daemon):
 async def test_an_exception_in_the_model_thread_fails_the_batch_and_the_daemon_recovers(daemon):
     daemon.engine.fail_next = RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
     async with client(daemon) as c:
-        with pytest.raises(DaemonError) as err:
+        with pytest.raises(FillError) as err:
             await c.infill(infill("oom"))
         assert err.value.code == ErrorCode.MODEL and "out of memory" in err.value.message
         assert (await c.infill(infill("after"))).id == "after"
@@ -265,10 +266,10 @@ async def test_client_reports_a_dropped_connection(start_daemon):
     pending = asyncio.create_task(c.infill(infill("lost", max_steps=1000, lengths=(32,))))
     await asyncio.sleep(0.2)
     await daemon.stop()
-    with pytest.raises(DaemonUnavailable):
+    with pytest.raises(Unavailable):
         await asyncio.wait_for(pending, 10)
     assert not c.connected and auth.read_state(daemon.port) is None
-    with pytest.raises(DaemonUnavailable):
+    with pytest.raises(Unavailable):
         await DaemonClient(daemon.address).connect()
     await c.close()
 
@@ -308,5 +309,5 @@ async def test_ensure_daemon_starts_one_and_the_cli_queries_and_stops_it(tiny_mo
         await c.close()
         proc = run_cli("daemon", "stop", "--port", str(port))
     assert proc.returncode == 0, proc.stderr
-    assert not auth.pid_alive(pid) and auth.read_state(port) is None
+    assert not pid_alive(pid) and auth.read_state(port) is None
     assert "stopped after" in auth.log_path(port).read_text()

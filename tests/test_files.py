@@ -248,3 +248,26 @@ def test_write_refuses_read_only_file(tmp_path):
     with pytest.raises(BadInputError, match="read-only"):
         write_atomic(read_source(p), "x = 2\n")
     assert snapshot(p) == before
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="zombies are told apart through /proc")
+def test_a_zombie_is_not_alive_and_its_temp_file_is_swept(tmp_path):
+    import subprocess
+    import time
+    from pathlib import Path
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])  # exits at once; a zombie until we wait for it
+    try:
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            assert time.monotonic() < deadline, "the child did not exit"
+            time.sleep(0.01)
+        assert files.pid_alive(os.getpid()) and not files.pid_alive(proc.pid)
+        p = tmp_path / "f.py"
+        p.write_text("x = 1\n")
+        (tmp_path / f".f.py.{proc.pid}.ab12cd.infill-tmp").write_text("half a file")
+        write_atomic(read_source(p), "x = 2\n")
+        assert leftovers(tmp_path) == []
+    finally:
+        proc.wait()
+    assert not any(files.pid_alive(v) for v in (0, -1, True, "1", None, 2**80))

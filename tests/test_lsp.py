@@ -1,5 +1,5 @@
 """The language server: its pieces in process (documents, settings, scheduling, type-through, the request pipeline
-over a scripted backend), then the real `infill lsp` over stdio with pytest-lsp, in `--embedded` mode and against
+over a scripted model service), then the real `infill lsp` over stdio with pytest-lsp, in `--embedded` mode and against
 a real model daemon on loopback, with the tiny random checkpoint (structure is asserted, never content).
 """
 
@@ -22,11 +22,10 @@ from lsprotocol import types as T
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
 from infill.document import LineIndex
-from server.backends import FillError, Unavailable
-from server.completions import Completer
+from server.completions import Completer, CompletionEntry, as_completion
 from server.documents import UTF8, UTF16, UTF32, Document, DocumentStore, line_index, to_offset, to_position
 from server.postprocess import Edit
-from server.protocol import ErrorCode, InfillMessage, ResultMessage
+from server.protocol import ErrorCode, FillError, InfillMessage, ResultMessage, Unavailable
 from server.scheduling import Scheduler
 from server.settings import Settings
 from server.typethrough import TypeThrough
@@ -113,7 +112,7 @@ async def test_scheduler_supersedes_and_cancels():
     assert sorted(cancelled) == ["a", "b", "c"] and s.running("u") == []
 
 
-class ScriptedBackend:
+class ScriptedService:
     """Answers every request with `middle` after `delay` seconds, unless cancelled first."""
 
     description = "scripted"
@@ -146,65 +145,85 @@ class ScriptedBackend:
         return {}
 
 
-def scripted(backend: ScriptedBackend, text: str = "x = f(a)\n", **settings: Any) -> tuple[Completer, Document]:
+def scripted(service: ScriptedService, text: str = "x = f(a)\n", **settings: Any) -> tuple[Completer, Document]:
     s, problems = Settings().merged(settings)
     assert not problems
-    return Completer(backend, lambda: s), Document("file:///t.py", "python", 1, text)
+    return Completer(service, lambda: s), Document("file:///t.py", "python", 1, text)
 
 
 async def test_completer_debounce_makes_one_model_call_per_burst():
-    backend = ScriptedBackend()
-    completer, doc = scripted(backend, debounce=50)
+    service = ScriptedService()
+    completer, doc = scripted(service, debounce=50)
     first = asyncio.ensure_future(completer.at_cursor(doc, 7))
     await asyncio.sleep(0.01)
     second = await completer.at_cursor(doc, 7)
     assert await first is None
     assert second == Edit("b)", 7, 8)  # swallows the auto-closed `)`
-    assert len(backend.calls) == 1 and completer.stats()["superseded"] == 1
+    assert len(service.calls) == 1 and completer.stats()["superseded"] == 1
 
 
 async def test_completer_edit_cancels_the_running_request():
-    backend = ScriptedBackend(delay=5)
-    completer, doc = scripted(backend, debounce=0)
+    service = ScriptedService(delay=5)
+    completer, doc = scripted(service, debounce=0)
     task = asyncio.ensure_future(completer.at_cursor(doc, 7))
     await asyncio.sleep(0.05)
     doc.text, doc.version = "x = f(ab)\n", 2
     completer.changed(doc.uri)
     assert await asyncio.wait_for(task, 1) is None
-    assert backend.cancelled == [backend.calls[0].id] and completer.stats()["cancelled"] == 1
+    assert service.cancelled == [service.calls[0].id] and completer.stats()["cancelled"] == 1
 
 
 async def test_completer_type_through_makes_no_model_call():
-    backend = ScriptedBackend(middle="bcd)")
-    completer, doc = scripted(backend, debounce=0)
+    service = ScriptedService(middle="bcd)")
+    completer, doc = scripted(service, debounce=0)
     assert await completer.at_cursor(doc, 7) == Edit("bcd)", 7, 8)
     doc.text, doc.version = "x = f(ab)\n", 2
     completer.changed(doc.uri)
     assert await completer.at_cursor(doc, 8) == Edit("cd)", 8, 9)
-    assert len(backend.calls) == 1 and completer.stats()["typethrough_hits"] == 1
+    assert len(service.calls) == 1 and completer.stats()["typethrough_hits"] == 1
 
 
 async def test_completer_is_empty_when_the_model_is_away_or_the_language_is_off():
-    completer, doc = scripted(ScriptedBackend(down=True), debounce=0)
+    completer, doc = scripted(ScriptedService(down=True), debounce=0)
     assert await completer.at_cursor(doc, 7) is None and completer.stats()["unavailable"] == 1
-    backend = ScriptedBackend()
-    completer, doc = scripted(backend, debounce=0, enable={"python": False})
-    assert await completer.at_cursor(doc, 7) is None and not backend.calls
+    service = ScriptedService()
+    completer, doc = scripted(service, debounce=0, enable={"python": False})
+    assert await completer.at_cursor(doc, 7) is None and not service.calls
 
 
 async def test_completer_typing_uses_quality_and_actions_use_action_quality():
-    backend = ScriptedBackend(middle="x")
-    completer, doc = scripted(backend, debounce=0)
+    service = ScriptedService(middle="x")
+    completer, doc = scripted(service, debounce=0)
     await completer.at_cursor(doc, 7)
     await completer.over_range(doc, 4, 7)
-    assert [m.quality for m in backend.calls] == ["fast", "balanced"]  # the defaults
+    assert [m.quality for m in service.calls] == ["fast", "balanced"]  # the defaults
 
 
 async def test_completer_sends_u_fffd_for_an_unpaired_surrogate_and_keeps_offsets():
-    backend = ScriptedBackend(middle="1")
-    completer, doc = scripted(backend, text='s = "\ud800"\nv = ', debounce=0)
+    service = ScriptedService(middle="1")
+    completer, doc = scripted(service, text='s = "\ud800"\nv = ', debounce=0)
     assert await completer.at_cursor(doc, 13) == Edit("1", 13, 13)
-    assert backend.calls[0].text == 's = "\ufffd"\nv = '  # same length: the cursor offset still holds
+    assert service.calls[0].text == 's = "\ufffd"\nv = '  # same length: the cursor offset still holds
+
+
+def test_a_suggestion_as_a_completion_item_replaces_the_word_before_the_cursor():
+    entry = as_completion("x = abc\n", 7, Edit("def(1)", 7, 8))
+    assert entry == CompletionEntry(Edit("abcdef(1)", 4, 8), "abcdef(1)", "abcdef(1)")
+    assert as_completion("", 0, Edit("y" * 70, 0, 0)).label == "y" * 60 + "…"
+    assert as_completion("", 0, Edit("if x:\n    y", 0, 0)).label == "if x:…"
+
+
+async def test_code_action_targets_and_the_fill_range_summary():
+    service = ScriptedService(middle="y = 2")
+    completer, doc = scripted(service, text="def f():\n    x = 1\n", debounce=0)
+    x = doc.text.index("x")
+    assert completer.targets(doc, x, x) == {"fixBlock": (x, x + 5)}
+    assert completer.targets(doc, x, x + 1) == {"fixBlock": (x, x + 5), "fillSelection": (x, x + 1)}
+    fill = await completer.over_range(doc, x, x + 5)
+    assert fill.summary() == {"applied": False, "model": "", "seconds": 0.0, "syntax_ok": True, "steps": 0,
+                              "text": "y = 2"}
+    completer, doc = scripted(service, text=doc.text, enable={"python": False})
+    assert completer.targets(doc, x, x + 1) == {}
 
 
 # == over stdio ==================================================================================================
@@ -465,7 +484,8 @@ def start_daemon(env: dict[str, str], port: int, model: str) -> subprocess.Popen
 
 
 async def wait_daemon(env: dict[str, str], address: str, proc: subprocess.Popen, timeout: float = 60) -> None:
-    from server.client import DaemonClient, DaemonUnavailable
+    from server.client import DaemonClient
+    from server.protocol import Unavailable
 
     old = os.environ.get("XDG_RUNTIME_DIR")
     os.environ["XDG_RUNTIME_DIR"] = env["XDG_RUNTIME_DIR"]  # the token file the daemon wrote
@@ -478,7 +498,7 @@ async def wait_daemon(env: dict[str, str], address: str, proc: subprocess.Popen,
                 await client.connect(timeout=2)
                 await client.close()
                 return
-            except DaemonUnavailable:
+            except Unavailable:
                 assert time.monotonic() < deadline, "the daemon did not come up"
                 await asyncio.sleep(0.2)
     finally:
@@ -575,10 +595,10 @@ def test_a_request_without_params_is_understood():
     """JSON-RPC lets a request leave out `params`; pygls alone fails to read it and never answers."""
     from pygls.protocol.json_rpc import JsonRPCProtocol
 
-    from server.backends import EmbeddedBackend
     from server.lsp import build_server
+    from server.services import EmbeddedService
 
-    protocol = build_server(EmbeddedBackend(None, None, lambda *a: None), Settings()).protocol
+    protocol = build_server(EmbeddedService(None, None, lambda *a: None), Settings()).protocol
     raw = {"jsonrpc": "2.0", "id": 1, "method": "infill/status"}
     assert protocol.structure_message(raw).params is None
     with pytest.raises(Exception):  # noqa: B017 - what the fix is for

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from infill.textfix import drop_duplicate_suffix_lines
 from server.postprocess import (
     Edit,
     Formatting,
     Surroundings,
     convert_indentation,
     detect_formatting,
-    drop_duplicate_suffix_lines,
     indent_continuations,
     inline_edit,
     is_blank,
@@ -145,14 +145,6 @@ def test_trailing_lines_repeating_the_next_lines_are_dropped():
 def test_a_whole_item_repeating_the_next_line_gives_nothing():
     text, cursor = at("def f():\n    ║\n    return y\n")
     assert inline_edit("return y", text, cursor) is None
-
-
-def test_a_first_line_that_continues_the_cursor_line_is_not_compared():
-    assert drop_duplicate_suffix_lines("return y", ("return y",), continues_line=True) == "return y"
-
-
-def test_blank_lines_below_are_skipped_when_comparing():
-    assert drop_duplicate_suffix_lines("a\n}\n", ("", "}"), True) == "a"
 
 
 # -- auto-closed brackets: the range swallows them ---------------------------------------------------------------

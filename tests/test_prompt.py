@@ -4,6 +4,7 @@ from infill.prompt import (
     candidate_layouts,
     encode_fim,
     encode_masked,
+    middle_ids,
     training_canvas,
     truncate_to_budget,
 )
@@ -70,3 +71,9 @@ def test_typing_at_the_end_of_a_long_prefix_keeps_the_prompt_start_stable():
             stable += shared >= len(previous) - 2  # everything but the tail was reusable
         previous = enc.encoder_ids
     assert stable >= 0.9 * len(typed)
+
+
+def test_middle_is_cut_at_its_end_token():
+    assert middle_ids([40, 41, 1, 0, 50], 5, IDS, seam=False) == ([40, 41], True)
+    assert middle_ids([40, 41, 42], 3, IDS, seam=False) == ([40, 41, 42], False)  # ran out of slots
+    assert middle_ids([40, 1, 41, 70, 0], 3, IDS, seam=True) == ([40, 41], True)  # seam: exact length

@@ -339,3 +339,22 @@ def test_block_at_python_blank_line_after_the_body_falls_back_to_indentation():
 def test_block_at_bad_positions(start, end):
     with pytest.raises(BadInputError):
         block_at("x = 1\n", "python", start, end)
+
+
+# -- the grammar tables -----------------------------------------------------------------------------------------
+def test_every_grammar_has_its_sizing_tables_and_no_table_names_an_unknown_grammar():
+    from infill.spans import tables
+    from infill.syntax import ALIASES, EXTENSIONS, GRAMMARS
+
+    assert set(tables.BRACE_BLOCKS) == set(GRAMMARS)
+    for name in ("INDENT_BLOCKS", "HEADER_ENDS"):
+        assert set(getattr(tables, name)) <= set(GRAMMARS), name
+    assert set(EXTENSIONS.values()) <= set(GRAMMARS) and set(ALIASES.values()) <= set(GRAMMARS)
+
+
+def test_a_grammar_without_sizing_tables_is_named_in_the_error():
+    from infill.errors import UnknownStrategyError
+    from infill.spans.tables import statement_containers
+
+    with pytest.raises(UnknownStrategyError, match="unknown sizing-table grammar 'ruby'; choose one of: c, cpp"):
+        statement_containers("ruby")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import lookup
@@ -148,7 +148,3 @@ def write_random_checkpoint(out_dir: str | Path, preset: str, seed: int = 0, wei
         tok.save_pretrained(out)
         (out / RANDOM_INIT_MARKER).write_text(json.dumps({"preset": preset, "seed": seed, "shape": asdict(shape)}))
     return out
-
-
-def with_vocab(shape: ModelShape, vocab: int) -> ModelShape:
-    return replace(shape, vocab=vocab)

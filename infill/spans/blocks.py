@@ -6,8 +6,9 @@ import tree_sitter as ts
 
 from ..errors import BadInputError
 from ..syntax import normalize_language
+from ..textfix import indent_of, indent_width
 from .config import SizingConfig
-from .context import Document, indent_of, indent_width
+from .context import Document
 from .tables import statement_containers
 
 

@@ -12,13 +12,13 @@ from dataclasses import dataclass
 
 import tree_sitter as ts
 
+from ..textfix import CLOSERS, LINE_END_PUNCTUATION, QUOTES
 from .context import Document, leaves
-from .tables import BRACE_BLOCKS, CLOSING, OPENING, QUOTES, VALUE_LEADS
+from .tables import OPENING, QUOTE_LEAVES, VALUE_LEADS, brace_blocks
 
-# What may follow the cursor on its line for the editor to have typed it by itself (auto-closing),
-# and the punctuation that may end such a line after them (`foo(|);`, `if f(|):`).
-AUTO_CLOSED = frozenset(")]}\"'` \t")
-LINE_END_PUNCTUATION = ";,:"
+# What may follow the cursor on its line for the editor to have typed it by itself (auto-closing);
+# LINE_END_PUNCTUATION may end such a line after them (`foo(|);`, `if f(|):`).
+AUTO_CLOSED = CLOSERS | set(QUOTES) | {" ", "\t"}
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class Bracket:
 
     @property
     def is_quote(self) -> bool:
-        return self.text not in OPENING and self.text not in CLOSING
+        return self.text not in OPENING and self.text not in CLOSERS
 
     @property
     def closer(self) -> str:
@@ -41,9 +41,10 @@ def is_block_brace(leaf: ts.Node, language: str) -> bool:
     parent = leaf.parent
     if parent is None or leaf.type != "{":
         return False
-    if parent.type in BRACE_BLOCKS[language]:
+    blocks = brace_blocks(language)
+    if parent.type in blocks:
         return True
-    if not parent.is_error or not BRACE_BLOCKS[language]:
+    if not parent.is_error or not blocks:
         return False
     prev = leaf.prev_sibling  # inside an ERROR node the tokens are flat, so the sibling is the token before
     return prev is None or prev.type not in VALUE_LEADS
@@ -51,7 +52,7 @@ def is_block_brace(leaf: ts.Node, language: str) -> bool:
 
 def _quote_text(leaf: ts.Node) -> str | None:
     """The delimiter a string leaf stands for, or None when the leaf is not a string delimiter."""
-    if leaf.type not in QUOTES or leaf.parent is None:
+    if leaf.type not in QUOTE_LEAVES or leaf.parent is None:
         return None
     parent = leaf.parent.type
     if not (leaf.parent.is_error or "string" in parent or "char" in parent):
@@ -69,7 +70,7 @@ def tree_brackets(doc: Document, start_byte: int, end_byte: int) -> Iterator[Bra
         quote = _quote_text(leaf)
         if quote:
             yield Bracket(quote, row)
-        elif leaf.type in OPENING or leaf.type in CLOSING:
+        elif leaf.type in OPENING or leaf.type in CLOSERS:
             yield Bracket(leaf.type, row, is_block_brace(leaf, doc.language))
 
 
@@ -81,7 +82,7 @@ def char_brackets(text: str, row: int) -> Iterator[Bracket]:
             escaped = False
         elif ch == "\\":
             escaped = True
-        elif ch in OPENING or ch in CLOSING or ch in "\"'`":
+        elif ch in OPENING or ch in CLOSERS or ch in QUOTES:
             yield Bracket(ch, row)
 
 

@@ -11,15 +11,8 @@ import tree_sitter as ts
 
 from ..document import LineIndex
 from ..syntax import ByteMap, parse
+from ..textfix import detect_indent_unit, indent_of
 from .tables import COMMENT_TYPES
-
-
-def indent_of(line: str) -> str:
-    return line[: len(line) - len(line.lstrip(" \t"))]
-
-
-def indent_width(indent: str) -> int:
-    return len(indent.expandtabs(4))
 
 
 @dataclass
@@ -46,10 +39,7 @@ class Document:
 
     @cached_property
     def indent_unit(self) -> str:
-        # The engine re-indents middles with this same detector, so the two agree. It lives with the
-        # constraints, which import torch: imported here only when a hole needs it (empty bodies).
-        from ..constraints import detect_indent_unit
-
+        # The engine re-indents middles with this same detector, so the two agree.
         shown = any(indent_of(self.line(r)) for r in range(self.index.line_count) if not self.is_blank(r))
         return detect_indent_unit(self.text) if shown else self.default_unit
 

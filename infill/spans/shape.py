@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..hole import HoleKind
+from ..textfix import indent_of, indent_width
 from .brackets import (
     Bracket,
     auto_closed_only,
@@ -17,7 +18,7 @@ from .brackets import (
     tree_brackets,
 )
 from .config import SizingConfig
-from .context import Document, indent_of, indent_width
+from .context import Document
 from .tables import HEADER_ENDS, PY_INLINE_COLONS, statement_containers
 
 _BLOCK_END = re.compile(r"^(?:[)\]}]|end\b)")  # a line that closes the block it sits in

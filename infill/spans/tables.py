@@ -6,10 +6,14 @@ Names come from each grammar's node-types.json (tree-sitter-python 0.25, -javasc
 
 from __future__ import annotations
 
+from ..errors import lookup
+from ..textfix import BRACKETS, QUOTES
+
 _JS_BRACES = frozenset({"statement_block", "class_body", "switch_body", "class_static_block"})
 _C_BRACES = frozenset({"compound_statement", "field_declaration_list", "enumerator_list", "declaration_list"})
 
 # Nodes whose `{ ... }` hold statements or declarations, not values: a `{` child of one opens a block.
+# One row per grammar of infill.syntax.GRAMMARS (tests/test_spans.py checks that the tables agree).
 BRACE_BLOCKS: dict[str, frozenset[str]] = {
     "python": frozenset(),
     "lua": frozenset(),
@@ -46,14 +50,18 @@ PY_INLINE_COLONS = frozenset({"lambda", "pair", "slice", "type", "typed_paramete
 VALUE_LEADS = frozenset({"=", ":=", "(", "[", ",", ":", "?", "return", "yield", "await", "||", "&&",
                          "??", "+", "-", "*", "/", "%", "!", "<", ">", "==", "!=", "in", "of", "case"})
 
-OPENING = {"(": ")", "[": "]", "{": "}", "${": "}"}
-CLOSING = frozenset(OPENING.values())
-QUOTES = frozenset({'"', "'", "`", '"""', "'''", "string_start", "string_end"})
+OPENING = {**BRACKETS, "${": "}"}  # bracket leaves -> their closer (`${` opens a template interpolation)
+QUOTE_LEAVES = frozenset({*QUOTES, '"""', "'''", "string_start", "string_end"})  # leaves that delimit strings
 
 # Comments never count as the code of a line.
 COMMENT_TYPES = frozenset({"comment", "line_comment", "block_comment"})
 
 
+def brace_blocks(language: str) -> frozenset[str]:
+    """The BRACE_BLOCKS row of a grammar; a grammar without one is named in the error, not a bare KeyError."""
+    return lookup(BRACE_BLOCKS, "sizing-table grammar", language)
+
+
 def statement_containers(language: str) -> frozenset[str]:
     """Node types whose named children are statements (the root is one too)."""
-    return BRACE_BLOCKS[language] | INDENT_BLOCKS.get(language, frozenset())
+    return brace_blocks(language) | INDENT_BLOCKS.get(language, frozenset())

@@ -21,10 +21,10 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from infill.quality import NAMES
 from server.protocol import (
     MAX_DEPTH,
     MAX_ID_CHARS,
-    QUALITIES,
     CancelMessage,
     ErrorCode,
     Message,
@@ -262,6 +262,6 @@ def verdict(frame: Frame) -> Verdict:
     wire.encode("utf-8")
     assert parse(wire) == msg
     if msg.TYPE == "infill":
-        assert msg.quality in QUALITIES and (msg.cursor is None) != (msg.range is None)
+        assert msg.quality in NAMES and (msg.cursor is None) != (msg.range is None)
     return Verdict(msg.TYPE, request_id=getattr(msg, "id", None) if not isinstance(msg, CancelMessage) else None,
                    message=msg)

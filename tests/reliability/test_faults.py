@@ -24,12 +24,11 @@ from lsprotocol import types as T
 from test_lsp import FAST, PY, inline, open_doc, start_server, status, stop_server
 
 from infill.engine import Engine
-from server.backends import EmbeddedBackend
-from server.client import DaemonError
 from server.completions import Completer
 from server.daemon import Daemon, DaemonConfig
 from server.documents import Document
-from server.protocol import ErrorCode
+from server.protocol import ErrorCode, FillError
+from server.services import EmbeddedService
 from server.settings import Settings
 
 from .conftest import budget
@@ -86,7 +85,7 @@ async def test_out_of_memory_mid_denoising_fails_its_batch_and_the_daemon_recove
                 backend.arm(2)  # the first denoising step passes, the second runs out of memory
                 failed = await asyncio.gather(*(c.infill(infill(f"oom{r}-{i}", seed=i)) for i in range(3)),
                                               return_exceptions=True)
-                assert all(isinstance(e, DaemonError) and e.code == ErrorCode.MODEL for e in failed), failed
+                assert all(isinstance(e, FillError) and e.code == ErrorCode.MODEL for e in failed), failed
                 assert all("OutOfMemoryError" in e.message and "out of memory" in e.message for e in failed)
                 assert backend.passes >= 2 and backend.cache_clears == r + 1  # mid-denoising; caches dropped
                 after = await c.infill(infill(f"after{r}"))  # the next request is served
@@ -103,7 +102,7 @@ async def test_out_of_memory_mid_denoising_fails_its_batch_and_the_daemon_recove
 async def test_out_of_memory_in_the_embedded_language_server_is_an_empty_answer(oom_engine, figures):
     engine, backend = oom_engine
     logged: list[tuple[int, str]] = []
-    embedded = EmbeddedBackend(None, None, lambda level, message: logged.append((level, message)),
+    embedded = EmbeddedService(None, None, lambda level, message: logged.append((level, message)),
                                loader=lambda model, options: engine)
     settings, _ = Settings().merged(FAST)
     completer = Completer(embedded, lambda: settings)

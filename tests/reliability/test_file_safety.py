@@ -64,7 +64,6 @@ SERVER = textwrap.dedent(f"""
     from infill import cli
     from infill.request import InfillResult
 
-    cli.check_quality("balanced")  # imports torch now, not in every writer
     body = lambda v: "".join(f"    x{{i}} = '{{v:08d}}{{'.' * 1000}}'\\n" for i in range({BODY_LINES}))
 
     class NextVersion:

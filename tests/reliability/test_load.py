@@ -17,8 +17,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 
-from server.client import DaemonError, DaemonUnavailable
-from server.protocol import ErrorCode, InfillMessage
+from server.protocol import ErrorCode, FillError, InfillMessage, Unavailable
 
 from .conftest import budget
 
@@ -70,7 +69,7 @@ async def run_client(daemon, n: int, requests: int, tally: Tally, start: asyncio
                     client._ws.transport.abort()  # gone without a close frame
                     try:
                         await asyncio.wait_for(task, 30)
-                    except DaemonUnavailable:
+                    except Unavailable:
                         tally.abandoned += 1
                         return
                     tally.answered += 1  # it was answered before the connection went
@@ -80,7 +79,7 @@ async def run_client(daemon, n: int, requests: int, tally: Tally, start: asyncio
                     await client.cancel(msg.id)
                     try:
                         result = await asyncio.wait_for(task, 60)
-                    except DaemonError as exc:
+                    except FillError as exc:
                         assert exc.code == ErrorCode.CANCELLED, exc
                         tally.cancelled += 1
                         continue

@@ -5,7 +5,7 @@ import { LanguageClient, State } from "vscode-languageclient/node";
 
 export const STATUS_REQUEST = "infill/status";
 
-/** The parts of the `infill/status` answer shown here (server/lsp.py `status`, server/backends.py `status`). */
+/** The parts of the `infill/status` answer shown here (server/lsp.py `status`, server/services.py `status`). */
 export interface ServerStatus {
   completions?: number;
   items?: number;

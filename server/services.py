@@ -1,12 +1,11 @@
 """Where the language server's model requests go: the model daemon, or an engine in this process (`--embedded`).
 
 Both take the daemon's `InfillMessage` and answer its `ResultMessage`, with the same cancel and deadline
-semantics, so the language server does not care which one it talks to.
+semantics and the same errors (`protocol.FillError`, `Unavailable` when there is no model to talk to), so
+the language server does not care which one it talks to. The embedded engine's conversions are the
+daemon's own (`server.wire`).
 
-    FillError            the model could not answer this request (code: a `protocol.ErrorCode`)
-    └── Unavailable      no model to talk to right now (daemon down, model failed to load); retried later
-
-The daemon backend connects with `ensure_daemon` (starting `infill daemon` in the background when none
+The daemon service connects with `ensure_daemon` (starting `infill daemon` in the background when none
 runs). When the daemon goes away, requests fail with `Unavailable` at once and a reconnect loop retries with
 backoff (0.25 s doubling up to `max_backoff`); a request that arrives while disconnected wakes it early.
 """
@@ -22,29 +21,20 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .protocol import ErrorCode, InfillMessage, ResultMessage
+from . import wire
+from .protocol import ErrorCode, FillError, InfillMessage, ResultMessage, Unavailable
 
 if TYPE_CHECKING:
     from infill.engine import Engine
     from infill.models.base import LoadOptions
+    from infill.request import InfillRequest
 
 log = logging.getLogger(__name__)
 
 Notify = Callable[[int, str], None]  # (logging level, message): the server logs it and tells the client
 
 
-class FillError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code, self.message = code, message
-
-
-class Unavailable(FillError):
-    def __init__(self, message: str) -> None:
-        super().__init__("unavailable", message)
-
-
-class Backend(Protocol):
+class ModelService(Protocol):
     description: str
 
     async def start(self) -> None: ...  # begin loading / connecting; returns at once
@@ -56,7 +46,7 @@ class Backend(Protocol):
 
 
 # -- in process ------------------------------------------------------------------------------------------------
-class EmbeddedBackend:
+class EmbeddedService:
     """The engine in this process: loaded once, `fill` runs in one worker thread, one request at a time."""
 
     def __init__(self, model: str | None, options: LoadOptions | None, notify: Notify,
@@ -108,44 +98,30 @@ class EmbeddedBackend:
             raise
         except Exception as exc:
             raise Unavailable(f"no model: {exc}") from None
+        req = wire.request(msg, received=time.monotonic())
         flag = self._flags[msg.id] = threading.Event()
-        deadline = None if msg.deadline_ms is None else time.monotonic() + msg.deadline_ms / 1000
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._worker, self._run, engine, msg, flag,
-                                                                    deadline)
+            return await asyncio.get_running_loop().run_in_executor(self._worker, self._run, engine, msg.id, req,
+                                                                    flag)
         except asyncio.CancelledError:
             flag.set()  # the worker thread stops at the next denoising step
             raise
         finally:
             self._flags.pop(msg.id, None)
 
-    def _run(self, engine: Engine, msg: InfillMessage, flag: threading.Event, deadline: float | None) -> ResultMessage:
-        from infill.errors import BadInputError, CancelledError, DeadlineExceededError, InfillError
-        from infill.request import InfillRequest
+    def _run(self, engine: Engine, request_id: str, req: InfillRequest, flag: threading.Event) -> ResultMessage:
+        from infill.errors import InfillError
 
         if flag.is_set():
             raise FillError(ErrorCode.CANCELLED, "cancelled before it started")
-        req = InfillRequest(text=msg.text, cursor=msg.cursor, span=msg.range, path=msg.path, language=msg.language,
-                            quality=msg.quality, max_steps=msg.max_steps, seed=msg.seed, deadline=deadline,
-                            lengths=msg.lengths)
         try:
             r = engine.fill(req, cancelled=flag.is_set)
-        except CancelledError as exc:
-            raise FillError(ErrorCode.CANCELLED, str(exc)) from None
-        except DeadlineExceededError as exc:
-            raise FillError(ErrorCode.DEADLINE, str(exc)) from None
-        except BadInputError as exc:
-            raise FillError(ErrorCode.BAD_INPUT, str(exc)) from None
-        except InfillError as exc:
-            raise FillError(ErrorCode.MODEL, str(exc)) from None
         except Exception as exc:  # torch: out of memory and friends fail this request, not the server
-            log.exception("engine failure")
-            raise FillError(ErrorCode.MODEL, f"{type(exc).__name__}: {exc}") from None
+            if not isinstance(exc, InfillError):
+                log.exception("engine failure")
+            raise wire.error(exc) from None
         self.served += 1
-        return ResultMessage(id=msg.id, text=r.text, start=r.start, end=r.end, syntax_ok=r.syntax_ok, kind=r.kind,
-                             steps=r.steps, forward_passes=r.forward_passes, tokens=r.tokens, seconds=r.seconds,
-                             model=r.model, language=r.language, sizing=r.sizing, prompt_tokens=r.prompt_tokens,
-                             reused_prompt_tokens=r.reused_prompt_tokens)
+        return wire.result(request_id, r)
 
     async def cancel(self, request_id: str) -> None:
         flag = self._flags.get(request_id)
@@ -180,7 +156,7 @@ class EmbeddedBackend:
 
 
 # -- the daemon -------------------------------------------------------------------------------------------------
-class DaemonBackend:
+class DaemonService:
     """A websocket client of the model daemon, reconnecting when it goes away."""
 
     def __init__(self, address: str, model: str | None, notify: Notify, max_backoff: float = 5.0,
@@ -278,8 +254,6 @@ class DaemonBackend:
         self._ensure_connector()
 
     async def fill(self, msg: InfillMessage) -> ResultMessage:
-        from .client import DaemonError, DaemonUnavailable
-
         client = self._client
         if client is None or not client.connected:
             self._lost("connection closed") if client is not None else self._ensure_connector()
@@ -290,11 +264,9 @@ class DaemonBackend:
                 raise Unavailable(f"no model daemon at {self.address}")
         try:
             return await client.infill(msg)  # cancelling this task cancels the request in the daemon too
-        except DaemonUnavailable as exc:
-            self._lost(str(exc))
-            raise Unavailable(f"the model daemon went away: {exc}") from None
-        except DaemonError as exc:
-            raise FillError(exc.code, exc.message) from None
+        except Unavailable as exc:
+            self._lost(exc.message)
+            raise Unavailable(f"the model daemon went away: {exc.message}") from None
 
     async def cancel(self, request_id: str) -> None:
         if self.connected:

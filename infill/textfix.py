@@ -1,0 +1,143 @@
+"""Plain text fixes of a middle, defined once for the engine and the language server's post-processing.
+
+Strings in, strings out: no torch, no tree-sitter. The engine fixes a middle against the document
+(`reindent`, `fit_first_line`, `keep_line_break`, `trim_overlap`); the language server fixes it against
+what the editor shows (server/postprocess.py). Both build on the helpers here, so that a line's
+indentation, a continuation line, a repeated suffix line and a closing bracket mean the same thing on
+both sides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .hole import Hole, HoleKind
+
+BRACKETS = {"(": ")", "[": "]", "{": "}"}  # opener -> closer
+CLOSERS = frozenset(BRACKETS.values())
+QUOTES = "\"'`"
+LINE_END_PUNCTUATION = ";,:"  # may end a line after closing brackets: `foo(x);`, `if f(x):`
+# A repeated suffix head made of these alone is trimmed however short it is (`>` closes generics).
+SEAM_CHARACTERS = CLOSERS | set(QUOTES) | set(LINE_END_PUNCTUATION) | {">"}
+TAB_SIZE = 4  # columns of a tab where nothing says otherwise
+INDENT_SAMPLE_LINES = 2000  # lines of a document read to tell its indentation style
+
+
+# -- indentation ------------------------------------------------------------------------------------------
+def indent_of(line: str) -> str:
+    """The line's leading spaces and tabs."""
+    return line[: len(line) - len(line.lstrip(" \t"))]
+
+
+def indent_width(indent: str, tab_size: int = TAB_SIZE) -> int:
+    """Columns taken by leading whitespace."""
+    return len(indent.expandtabs(tab_size))
+
+
+def render_indent(width: int, tabs: bool, tab_size: int = TAB_SIZE) -> str:
+    """`width` columns of indentation: tabs (and spaces for the remainder), or spaces only."""
+    return "\t" * (width // tab_size) + " " * (width % tab_size) if tabs else " " * width
+
+
+def shift_continuations(text: str, width: int, tabs: bool, tab_size: int = TAB_SIZE, restyle: bool = False) -> str:
+    """Lines after the first moved right as one, so that the least indented of them is at `width` columns or
+    deeper (lines already deeper keep their relative layout). `restyle`: rewrite their indentation in `tabs`
+    style even when nothing moves. Blank lines stay as they are."""
+    lines = text.split("\n")
+    cont = [ln for ln in lines[1:] if ln.strip()]
+    if not cont:
+        return text
+    shift = max(0, width - min(indent_width(indent_of(ln), tab_size) for ln in cont))
+    if not shift and not restyle:
+        return text
+    out = [lines[0]]
+    for ln in lines[1:]:
+        lead = indent_of(ln)
+        out.append(render_indent(indent_width(lead, tab_size) + shift, tabs, tab_size) + ln[len(lead):]
+                   if ln.strip() else ln)
+    return "\n".join(out)
+
+
+def detect_indent_unit(text: str) -> str:
+    """The file's indentation unit: a tab, or the most common step between indented lines."""
+    tabs = spaces = 0
+    steps: dict[int, int] = {}
+    prev = 0
+    for line in text.splitlines()[:INDENT_SAMPLE_LINES]:
+        if not line.strip():
+            continue
+        ws = indent_of(line)
+        if ws.startswith("\t"):
+            tabs += 1
+        elif ws:
+            spaces += 1
+        width = indent_width(ws)
+        if width > prev:
+            steps[width - prev] = steps.get(width - prev, 0) + 1
+        prev = width
+    if tabs > spaces:
+        return "\t"
+    best = max(steps, key=steps.get) if steps else 4
+    return " " * (best if best in (2, 3, 4, 8) else 4)
+
+
+def reindent(middle: str, hole: Hole, unit: str) -> str:
+    """Continuation lines get at least the hole's indentation (statements and blocks; 0 elsewhere), in the
+    file's style (tabs vs spaces)."""
+    need = indent_width(hole.indent) if hole.kind in (HoleKind.STATEMENT, HoleKind.BLOCK) else 0
+    return shift_continuations(middle, need, tabs=unit == "\t", restyle=True)
+
+
+def fit_first_line(middle: str, line_before: str, unit: str) -> str:
+    """When the hole starts after a line's indentation, the middle's own leading blanks must not leave the line
+    off the indentation grid (`    ` + ` total = 1` gives five spaces): such blanks are dropped."""
+    if not line_before or line_before.strip() or not middle[:1].isspace() or middle[:1] in "\r\n":
+        return middle
+    lead = indent_of(middle)
+    step = indent_width(unit) or TAB_SIZE
+    return middle if indent_width(line_before + lead) % step == 0 else middle[len(lead) :]
+
+
+# -- the suffix -------------------------------------------------------------------------------------------
+def drop_duplicate_suffix_lines(text: str, next_lines: Sequence[str], continues_line: bool) -> str:
+    """Trailing lines of the middle that repeat the next lines of the document (blank ones skipped, white space
+    aside) are dropped: they are already there, right below. The first line only counts when it is a whole line
+    of its own (`continues_line` False)."""
+    lines = text.rstrip("\n").split("\n")
+    nexts = [ln.strip() for ln in next_lines if ln.strip()]
+    longest = min(len(lines) - 1 if continues_line else len(lines), len(nexts))
+    for n in range(longest, 0, -1):
+        tail = [ln.strip() for ln in lines[-n:]]
+        if tail == nexts[:n]:
+            return "\n".join(lines[:-n])
+    return text
+
+
+def trim_overlap(middle: str, suffix: str, min_chars: int) -> list[str]:
+    """Variants of the middle with its tail removed where it repeats the head of the suffix.
+
+    Two kinds: whole lines that equal the suffix's next lines, and a character overlap that is closers and
+    separators only or at least `min_chars` long. The caller picks among the variants by syntax.
+    """
+    variants: list[str] = []
+    lines_off = drop_duplicate_suffix_lines(middle, suffix.split("\n"), continues_line=True)
+    if lines_off != middle:
+        variants.append(lines_off + ("\n" if middle.endswith("\n") else ""))
+    # characters: the middle ends with the suffix's first k characters
+    for k in range(min(len(middle), len(suffix)), 0, -1):
+        head = suffix[:k]
+        if middle.endswith(head) and head.strip():
+            trimmed = middle[: len(middle) - k]
+            if (set(head.strip()) <= SEAM_CHARACTERS or len(head.strip()) >= min_chars) and trimmed not in variants:
+                variants.append(trimmed)
+            break
+    return variants
+
+
+# -- line breaks ------------------------------------------------------------------------------------------
+def keep_line_break(middle: str, replaced: str) -> str:
+    """A range that ended with a line break keeps it: whole-line selections must not merge with the next line."""
+    for newline in ("\r\n", "\n", "\r"):
+        if replaced.endswith(newline):
+            return middle if not middle or middle.endswith(("\n", "\r")) else middle + newline
+    return middle
