@@ -43,14 +43,19 @@ def objective(name: str) -> Objective:
     return lookup(OBJECTIVES, "training objective", name)
 
 
+def _gen(generator) -> dict:
+    """generator=None passed explicitly breaks torch.compile with symbolic shapes: pass it only when set."""
+    return {} if generator is None else {"generator": generator}
+
+
 def noise_levels(batch: int, t_min: float, device, generator=None) -> torch.Tensor:
-    return torch.rand(batch, 1, device=device, generator=generator) * (1 - t_min) + t_min  # (B, 1)
+    return torch.rand(batch, 1, device=device, **_gen(generator)) * (1 - t_min) + t_min  # (B, 1)
 
 
 def corrupt(canvas: torch.Tensor, free: torch.Tensor, t: torch.Tensor, obj: Objective, vocab: int,
             mask_id: int | None, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
     """(noisy canvas (B, L), hit (B, L) bool). At least one free slot of each row is hit."""
-    u = torch.rand(canvas.shape, device=canvas.device, generator=generator)  # (B, L)
+    u = torch.rand(canvas.shape, device=canvas.device, **_gen(generator))  # (B, L)
     u = u.masked_fill(~free, 2.0)
     hit = (u < t) & free
     first = u.argmin(-1, keepdim=True)  # the lowest draw is hit whatever t is
@@ -59,7 +64,7 @@ def corrupt(canvas: torch.Tensor, free: torch.Tensor, t: torch.Tensor, obj: Obje
         assert mask_id is not None, "the mask objective needs a mask id"
         replacement = torch.full_like(canvas, mask_id)
     else:
-        replacement = torch.randint(0, vocab, canvas.shape, device=canvas.device, generator=generator)
+        replacement = torch.randint(0, vocab, canvas.shape, device=canvas.device, **_gen(generator))
     return torch.where(hit, replacement, canvas), hit
 
 
@@ -94,7 +99,7 @@ def losses(lean, batch: dict[str, torch.Tensor], obj: Objective, t: torch.Tensor
     if obj.self_conditioning and self_cond_prob > 0:
         with torch.no_grad():
             sc_logits = lean.decode(**decode)
-        sc_mask = torch.rand(noisy.shape[0], device=noisy.device, generator=generator) < self_cond_prob
+        sc_mask = torch.rand(noisy.shape[0], device=noisy.device, **_gen(generator)) < self_cond_prob
     logits = lean.decode(**decode, self_conditioning_logits=sc_logits, self_conditioning_mask=sc_mask)
     c_loss = canvas_loss(logits, batch["canvas"], batch["free"], hit, obj)
     a_loss = next_token_loss(lean.logits, enc.hidden, batch["input_ids"], batch["key_mask"]) if ar \
