@@ -158,3 +158,28 @@ def test_static_decoder_with_a_left_padded_batch_of_prompts():
         with pytest.raises(ValueError, match="capacity"):
             StaticDecoder(lean, batch=3, prompt_capacity=8, canvas=6).load(enc.kv, 25)
     assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_empty_builds_one_copy_in_the_target_dtype_and_runs():
+    model = _randomized()
+    lean = LeanDiffusionGemma.empty(model.config, "cpu", torch.bfloat16, seed=1)
+    assert {p.dtype for p in lean.parameters()} == {torch.bfloat16}
+    assert all(getattr(lean, f"_inv_freq_{k}").dtype == torch.float32 for k in lean._rope_scaling)
+    hf_text = sum(p.numel() for n, p in model.named_parameters() if "vision" not in n and "embed_vision" not in n)
+    assert sum(p.numel() for p in lean.parameters()) == hf_text  # the encoder shares every text weight
+    vocab = model.config.text_config.vocab_size
+    ids, _, positions, canvas, canvas_pos = _batch(vocab, [9], 4, seed=2)
+    with torch.no_grad():
+        assert torch.isfinite(lean.decode(canvas, canvas_pos, lean.encode(ids, positions).kv)).all()
+
+
+def test_expert_loop_path_matches_the_grouped_one(monkeypatch):
+    model = _randomized(experts=12, top_k=3, seed=5)
+    lean = LeanDiffusionGemma.from_hf(model)
+    vocab = model.config.text_config.vocab_size
+    ids, _, positions, canvas, canvas_pos = _batch(vocab, [16], 6, seed=6)
+    with torch.no_grad():
+        grouped = lean.decode(canvas, canvas_pos, lean.encode(ids, positions).kv)
+        monkeypatch.delattr(torch.nn.functional, "grouped_mm")  # torch < 2.10 has none
+        loop = lean.decode(canvas, canvas_pos, lean.encode(ids, positions).kv)
+    assert torch.allclose(grouped, loop, atol=1e-5)

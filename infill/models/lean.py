@@ -138,6 +138,8 @@ class Experts(nn.Module):
             inner = F.gelu(gate, approximate="tanh") * up
             out = torch.matmul(inner, self.down_proj.transpose(1, 2))  # (E, N, H)
             return (out * dense.t()[..., None]).sum(0).to(x.dtype)
+        if hasattr(F, "grouped_mm"):
+            return self.grouped(x, weights, index)
         out = torch.zeros_like(x)
         for e in index.unique().tolist():
             token, slot = torch.where(index == e)
@@ -145,6 +147,23 @@ class Experts(nn.Module):
             y = F.linear(F.gelu(gate, approximate="tanh") * up, self.down_proj[e])
             out.index_add_(0, token, (y * weights[token, slot, None]).to(out.dtype))
         return out
+
+    def grouped(self, x: torch.Tensor, weights: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Many experts: (token, expert) pairs sorted by expert, two grouped matmuls, no host sync
+        (so a CUDA graph can hold it). x (N, H), weights/index (N, k) -> (N, H)."""
+        experts, k = self.gate_up_proj.shape[0], index.shape[1]
+        flat = index.reshape(-1)  # (S,) S = N * k pairs
+        order = torch.argsort(flat, stable=True)
+        token = order // k  # (S,) the token of each sorted pair
+        counts = torch.histc(flat.float() if x.device.type == "cpu" else flat.int(), bins=experts, min=0,
+                             max=experts - 1)  # histc, not bincount: fixed output size, graph-safe
+        offsets = torch.cumsum(counts, 0, dtype=torch.int32)  # (E,) end of each expert's rows
+        w_dtype = self.gate_up_proj.dtype
+        pairs = x[token].to(w_dtype)  # (S, H)
+        gate, up = F.grouped_mm(pairs, self.gate_up_proj.transpose(1, 2), offs=offsets).chunk(2, dim=-1)
+        y = F.grouped_mm(F.gelu(gate, approximate="tanh") * up, self.down_proj.transpose(1, 2), offs=offsets)
+        y = y * weights.reshape(-1)[order, None]  # (S, H), float32 router weights
+        return torch.zeros_like(x).index_add_(0, token, y.to(x.dtype))
 
 
 class Layer(nn.Module):
@@ -228,10 +247,6 @@ class Encoded:
 class LeanDiffusionGemma(nn.Module):
     def __init__(self, config) -> None:
         super().__init__()
-        from transformers.models.diffusion_gemma.modeling_diffusion_gemma import (
-            DiffusionGemmaTextRotaryEmbedding,
-        )
-
         cfg = config.get_text_config(decoder=True)
         self.config, self.text_config = config, cfg
         self.layer_types = list(cfg.layer_types)
@@ -241,15 +256,55 @@ class LeanDiffusionGemma(nn.Module):
         self.model.decoder = Stack(cfg)
         self.model.encoder = nn.Module()
         self.model.encoder.language_model = _EncoderScalars(cfg.num_hidden_layers)
-        # RoPE frequencies come from the class's own module, so every rope type it knows is computed its way.
-        rope = DiffusionGemmaTextRotaryEmbedding(cfg)
+        self._init_rope()
+
+    def _init_rope(self) -> None:
+        """RoPE frequencies from the class's own module (every rope type it knows, computed its way), on the CPU."""
+        from transformers.models.diffusion_gemma.modeling_diffusion_gemma import (
+            DiffusionGemmaTextRotaryEmbedding,
+        )
+
+        with torch.device("cpu"):
+            rope = DiffusionGemmaTextRotaryEmbedding(self.text_config)
+        device = next(self.parameters()).device
+        device = torch.device("cpu") if device.type == "meta" else device
         self._rope_scaling: dict[str, float] = {}
         self._inv_freq_fp32: dict[str, torch.Tensor] = {}
         for kind in sorted(set(self.layer_types)):
             inv = getattr(rope, f"{kind}_inv_freq").float().clone()
             self._inv_freq_fp32[kind] = inv
-            self.register_buffer(f"_inv_freq_{kind}", inv.clone(), persistent=False)
+            self.register_buffer(f"_inv_freq_{kind}", inv.to(device), persistent=False)
             self._rope_scaling[kind] = getattr(rope, f"{kind}_attention_scaling")
+
+    @classmethod
+    def empty(cls, config, device: torch.device | str, dtype: torch.dtype, seed: int = 0,
+              std: float = 0.02) -> LeanDiffusionGemma:
+        """Random weights built straight on `device` in `dtype`: one copy, never a float32 or CPU detour.
+
+        What the 26B-A4B shape needs to fit one GPU (the transformers class builds encoder and decoder
+        weights apart before tying them: twice the memory at its peak). Matrices ~ N(0, std), norms and
+        scales 1: speed benchmarks, not a model.
+        """
+        previous = torch.get_default_dtype()
+        torch.set_default_dtype(dtype)
+        try:
+            with torch.device("meta"):
+                lean = cls(config)
+        finally:
+            torch.set_default_dtype(previous)
+        lean = lean.to_empty(device=device)
+        g = torch.Generator(device=device).manual_seed(seed)
+        with torch.no_grad():
+            for p in lean.parameters():
+                if p.ndim >= 2:
+                    p.normal_(0.0, std, generator=g)
+                else:
+                    p.fill_(1.0)
+            for name, b in lean.named_buffers():
+                if name.endswith("layer_scalar"):
+                    b.fill_(1.0)
+        lean._init_rope()
+        return lean.eval()
 
     def _apply(self, fn, recurse=True):
         """Moves and casts like any module, but RoPE frequencies stay float32 (a bf16 cast would blur them)."""
