@@ -206,3 +206,23 @@ def test_committed_summary_json_has_the_promised_shape():
     if not path.exists():
         pytest.skip("benchmarks/results/summary.json not written yet (python benchmarks/plots.py)")
     _check_shape(json.loads(path.read_text()), SHAPE)
+
+
+@pytest.mark.slow
+def test_gpu_speed_dry_run_covers_every_section(tmp_path):
+    """The prepared GPU benchmark (issue 18) runs end to end on a tiny shape on the CPU."""
+    import importlib.util
+    import json as _json
+    from pathlib import Path as _Path
+
+    path = _Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_speed.py"
+    spec = importlib.util.spec_from_file_location("gpu_speed", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "gpu.json"
+    assert module.main(["--dry-run", "--out", str(out)]) == 0
+    result = _json.loads(out.read_text())
+    for key in ("stock", "build", "prefill_ms", "decoder_step", "full_canvas", "single_line", "batching", "quantized"):
+        assert key in result, key
+    assert result["full_canvas"]["16"]["passes"] == 16  # random weights never stop early
+    assert all(result["quantized"][k]["kl_to_bf16"] < 0.5 for k in ("int8", "fp8", "int4"))
