@@ -230,207 +230,227 @@ def train(cfg: TrainConfig, name: str, run_dir: Path, out_dir: Path | None, toke
 
     Returns the training report (also written to run_dir/report.json and next to the weights).
     """
-    wall0 = time.perf_counter()
-    dev = _device(device)
-    torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if dev.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    obj = objective(cfg.objective)
-    ex_cfg = example_config(cfg)
-
-    # 1. Corpus, then the bank builders start at once (they run while the model is built and compiled).
-    corpus = collect_corpus(roots, CorpusConfig(workers=max(1, cfg.workers)))
-    train_files, val_files = corpus.split("train"), corpus.split("val")
-    if cfg.max_files:
-        train_files, val_files = train_files[: cfg.max_files], val_files[: max(4, cfg.max_files // 10)]
-    if not train_files or not val_files:
-        raise RuntimeError(f"the corpus has {len(train_files)} training and {len(val_files)} validation files; "
-                           "point --roots at more source code")
-    write_manifest(corpus, run_dir / "corpus_manifest.json")
-    log(f"corpus: {len(train_files)} training files, {len(val_files)} validation files "
-        f"({time.perf_counter() - wall0:.1f}s)")
-    if dev.type == "cpu":  # bank workers and the training step share the cores: oversubscribed BLAS crawls
-        torch.set_num_threads(max(1, (os.cpu_count() or 2) - cfg.workers))
-    builder = BankBuilder(train_files, tokenizer_dir, ex_cfg, cfg.workers, seed=cfg.seed,
-                          files_per_job=cfg.files_per_job, max_examples=cfg.bank_capacity * len(cfg.buckets))
+    run = Run(cfg, name, run_dir, out_dir, tokenizer_dir, _device(device), log, on_export or (lambda: None))
     try:
-        return _train(cfg, name, run_dir, out_dir, tokenizer_dir, dev, obj, ex_cfg, builder, val_files, corpus,
-                      log, deadline, wall0, on_export or (lambda: None))
+        run.start(roots)
+        run.compile()
+        run.loop(deadline)
+        return run.finish()
     finally:
-        builder.close()
+        run.close()
 
 
-def _train(cfg, name, run_dir, out_dir, tokenizer_dir, dev, obj, ex_cfg, builder, val_files, corpus, log,
-           deadline, wall0, on_export) -> dict:
-    hf_model, source = initial_model(cfg, tokenizer_dir, log)
-    log(f"model: preset {cfg.preset}, {source}, objective {cfg.objective}")
-    lean = LeanDiffusionGemma.from_hf(hf_model).to(dev).train()
-    text = lean.text_config
-    from .tokenizer import load_tokenizer
+class Run:
+    """One training run, in the order `train` calls its parts: start, compile, loop, finish."""
 
-    ids = load_tokenizer(tokenizer_dir).special_ids()
-    mask_id = ids.mask
-    n_params = sum(p.numel() for p in hf_model.parameters())
-    sizes = bucket_sizes(cfg.buckets, cfg.prompt_len, cfg.tokens_per_batch)
-    bank = DeviceBank(cfg.buckets, cfg.prompt_len, cfg.bank_capacity, dev, ids.pad, text.vocab_size)
+    def __init__(self, cfg: TrainConfig, name: str, run_dir: Path, out_dir: Path | None, tokenizer_dir: Path,
+                 dev: torch.device, log, on_export: Callable[[], object]) -> None:
+        self.cfg, self.name, self.run_dir, self.out_dir, self.tokenizer_dir = cfg, name, run_dir, out_dir, tokenizer_dir
+        self.dev, self.log, self.on_export = dev, log, on_export
+        self.obj = objective(cfg.objective)
+        self.wall0 = time.perf_counter()
+        self.builder: BankBuilder | None = None
+        self.state = {"step": 0, "tokens": 0, "history": [], "train_s": 0.0, "flops": 0.0, "compile_s": 0.0}
 
-    # 2. Validation holes from held-out packages (a small pool of its own).
-    val_bank = DeviceBank(cfg.buckets, cfg.prompt_len, cfg.val_examples, dev, ids.pad, text.vocab_size)
-    val_bank.add(build_examples(val_files, tokenizer_dir, ex_cfg, workers=min(2, max(1, cfg.workers)),
-                                seed=10_000 + cfg.seed, max_examples=cfg.val_examples))
-    val_batches = val_bank.fixed_batches(size=min(64, max(sizes.values())), per_bucket=max(1, cfg.val_examples // 64))
+    # -- 1. data and model ---------------------------------------------------------------------------
+    def start(self, roots: list[Path] | None) -> None:
+        cfg, dev, log = self.cfg, self.dev, self.log
+        torch.manual_seed(cfg.seed)
+        random.seed(cfg.seed)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if dev.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        ex_cfg = example_config(cfg)
+        # The corpus, then the bank builder starts at once: it works while the model is built and compiled.
+        self.corpus = collect_corpus(roots, CorpusConfig(workers=max(1, cfg.workers)))
+        train_files, val_files = self.corpus.split("train"), self.corpus.split("val")
+        if cfg.max_files:
+            train_files, val_files = train_files[: cfg.max_files], val_files[: max(4, cfg.max_files // 10)]
+        if not train_files or not val_files:
+            raise RuntimeError(f"the corpus has {len(train_files)} training and {len(val_files)} validation "
+                               "files; point --roots at more source code")
+        self.val_files = val_files
+        write_manifest(self.corpus, self.run_dir / "corpus_manifest.json")
+        log(f"corpus: {len(train_files)} training files, {len(val_files)} validation files "
+            f"({time.perf_counter() - self.wall0:.1f}s)")
+        if dev.type == "cpu":  # bank workers and the training step share the cores: oversubscribed BLAS crawls
+            torch.set_num_threads(max(1, (os.cpu_count() or 2) - cfg.workers))
+        self.builder = BankBuilder(train_files, self.tokenizer_dir, ex_cfg, cfg.workers, seed=cfg.seed,
+                                   files_per_job=cfg.files_per_job, max_examples=cfg.bank_capacity * len(cfg.buckets))
 
-    decay = [p for n, p in lean.named_parameters() if p.ndim >= 2 and "embed" not in n]
-    no_decay = [p for n, p in lean.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=cfg.betas,
-                            fused=dev.type == "cuda")
+        self.hf_model, self.source = initial_model(cfg, self.tokenizer_dir, log)
+        log(f"model: preset {cfg.preset}, {self.source}, objective {cfg.objective}")
+        self.lean = LeanDiffusionGemma.from_hf(self.hf_model).to(dev).train()
+        from .tokenizer import load_tokenizer
 
-    def step_losses(batch, t):
-        return losses(lean, batch, obj, t, mask_id, cfg.self_cond_prob, ar=cfg.ar_weight > 0)
+        ids = load_tokenizer(self.tokenizer_dir).special_ids()
+        self.mask_id = ids.mask
+        vocab = self.lean.text_config.vocab_size
+        self.sizes = bucket_sizes(cfg.buckets, cfg.prompt_len, cfg.tokens_per_batch)
+        self.bank = DeviceBank(cfg.buckets, cfg.prompt_len, cfg.bank_capacity, dev, ids.pad, vocab)
+        # Validation holes from held-out packages, cut by a small pool of their own.
+        val_bank = DeviceBank(cfg.buckets, cfg.prompt_len, cfg.val_examples, dev, ids.pad, vocab)
+        val_bank.add(build_examples(val_files, self.tokenizer_dir, ex_cfg, workers=min(2, max(1, cfg.workers)),
+                                    seed=10_000 + cfg.seed, max_examples=cfg.val_examples))
+        self.val_batches = val_bank.fixed_batches(size=min(64, max(self.sizes.values())),
+                                                  per_bucket=max(1, cfg.val_examples // 64))
+        decay = [p for n, p in self.lean.named_parameters() if p.ndim >= 2 and "embed" not in n]
+        no_decay = [p for n, p in self.lean.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
+        self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                      {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=cfg.betas,
+                                     fused=dev.type == "cuda")
+        self.fn = self.step_losses
 
-    fn = step_losses
-    compile_s = 0.0
-    if cfg.compile:
-        # 3. Compile while the bank fills: one graph with symbolic batch and canvas sizes serves every
-        # bucket (one compile instead of one per bucket), then every bucket is run once so nothing
-        # compiles during training. A failure falls back to eager: slower, never fatal.
+    def step_losses(self, batch: dict[str, torch.Tensor], t: torch.Tensor):
+        return losses(self.lean, batch, self.obj, t, self.mask_id, self.cfg.self_cond_prob, ar=self.cfg.ar_weight > 0)
+
+    # -- 2. compile ----------------------------------------------------------------------------------
+    def compile(self) -> None:
+        """Compile while the bank fills: one graph with symbolic batch and canvas sizes serves every bucket
+        (one compile, not one per bucket); each bucket runs once so nothing compiles during training.
+        A compiler failure falls back to eager: slower, never fatal."""
+        cfg, dev = self.cfg, self.dev
+        if not cfg.compile:
+            return
         t0 = time.perf_counter()
-        compiled = torch.compile(step_losses, dynamic=True)
+        compiled = torch.compile(self.step_losses, dynamic=True)
         try:
-            for b, size in sizes.items():
-                fake = _fake_batch(bank, b, size, text.vocab_size)
+            for b, size in self.sizes.items():
+                fake = _fake_batch(self.bank, b, size, self.lean.text_config.vocab_size)
                 with autocast(cfg, dev):
                     c, a = compiled(fake, noise_levels(size, cfg.t_min, dev))
                 (c + cfg.ar_weight * a).backward()
-            fn = compiled
+            self.fn = compiled
         except Exception as exc:  # noqa: BLE001 (any compiler failure: eager still trains)
-            log(f"torch.compile failed ({type(exc).__name__}: {str(exc)[:200]}); training eagerly")
-        opt.zero_grad(set_to_none=True)
+            self.log(f"torch.compile failed ({type(exc).__name__}: {str(exc)[:200]}); training eagerly")
+        self.opt.zero_grad(set_to_none=True)
         if dev.type == "cuda":
             torch.cuda.synchronize()
-        compile_s = time.perf_counter() - t0
-        log(f"compiled for {len(sizes)} bucket shapes in {compile_s:.0f}s" if fn is compiled else
-            f"compile attempt took {compile_s:.0f}s")
+        self.state["compile_s"] = time.perf_counter() - t0
+        self.log(f"compile: {self.state['compile_s']:.0f}s ({'compiled' if self.fn is compiled else 'eager'})")
 
-    # 4. Wait for enough holes to start.
-    bank.add(builder.take(wait_for=cfg.bank_min))
-    log(f"bank: {len(bank):,} holes in hand ({builder.rate():,.0f}/s from {builder.workers} workers)")
-
-    state = {"step": 0, "tokens": 0, "history": [], "train_s": 0.0}
-    budget = cfg.time_budget_s
-    if deadline is not None:  # leave room for the final evaluation, export and report
-        budget = min(budget, deadline - time.monotonic() - 30.0)
-        log(f"training budget {budget:.0f}s (deadline)")
-    flops = {b: step_flops(lean, size, cfg.prompt_len, b, obj, cfg.ar_weight > 0) for b, size in sizes.items()}
-    step_flops_sum = 0.0
-    sums = torch.zeros(3, device=dev)  # canvas loss, encoder loss, tokens (since the last readback)
-    window_steps, window_t = 0, time.perf_counter()
-    last_eval = last_export = 0.0
-    rng = random.Random(cfg.seed)
-    clock = time.perf_counter()
-
-    def pause():
-        nonlocal clock
-        state["train_s"] += time.perf_counter() - clock
-
-    def resume():
-        nonlocal clock
+    # -- 3. the loop -----------------------------------------------------------------------------------
+    def loop(self, deadline: float | None) -> None:
+        cfg, dev, state, bank, sizes = self.cfg, self.dev, self.state, self.bank, self.sizes
+        bank.add(self.builder.take(wait_for=cfg.bank_min))
+        self.log(f"bank: {len(bank):,} holes in hand ({self.builder.rate():,.0f}/s from {self.builder.workers} "
+                 "workers)")
+        budget = cfg.time_budget_s
+        if deadline is not None:  # leave room for the final evaluation, export and report
+            budget = min(budget, deadline - time.monotonic() - 30.0)
+            self.log(f"training budget {budget:.0f}s (deadline)")
+        flops = {b: step_flops(self.lean, size, cfg.prompt_len, b, self.obj, cfg.ar_weight > 0)
+                 for b, size in sizes.items()}
+        sums = torch.zeros(3, device=dev)  # canvas loss, encoder loss, tokens (since the last read-back)
+        window_steps, window_t = 0, time.perf_counter()
+        last_eval = last_export = 0.0
+        rng = random.Random(cfg.seed)
         clock = time.perf_counter()
+        while True:
+            elapsed = state["train_s"] + time.perf_counter() - clock
+            progress = max(elapsed / budget if budget > 0 else 1.0,
+                           state["step"] / cfg.max_steps if cfg.max_steps else 0.0)
+            if progress >= 1.0:
+                break
+            lr = lr_at(cfg, progress)
+            for group in self.opt.param_groups:
+                group["lr"] = lr
+            filled = [b for b in bank.buckets if bank.count[b]]
+            b = rng.choices(filled, [bank.count[x] / sizes[x] for x in filled])[0]
+            batch = bank.batch(b, sizes[b])
+            with autocast(cfg, dev):
+                c_loss, a_loss = self.fn(batch, noise_levels(sizes[b], cfg.t_min, dev))
+                loss = c_loss + cfg.ar_weight * a_loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.lean.parameters(), cfg.grad_clip, foreach=True)
+            self.opt.step()
+            self.opt.zero_grad(set_to_none=True)
+            sums += torch.stack([c_loss.detach().float(), a_loss.detach().float(),
+                                 (batch["key_mask"].sum() + batch["free"].sum()).float()])
+            state["step"] += 1
+            state["flops"] += flops[b]
+            window_steps += 1
+            if state["step"] % cfg.log_every == 0 or state["step"] <= 2:
+                self._record(sums, window_steps, time.perf_counter() - window_t, elapsed, lr)
+                window_steps, window_t = 0, time.perf_counter()
+                if not bank.full():
+                    bank.add(self.builder.take())
+            if elapsed - last_eval >= cfg.eval_every_s or (self.out_dir and elapsed - last_export >= cfg.export_every_s):
+                state["train_s"] += time.perf_counter() - clock  # evaluation and export do not eat the budget
+                if elapsed - last_eval >= cfg.eval_every_s:
+                    self._evaluate()
+                    last_eval = elapsed
+                if self.out_dir and elapsed - last_export >= cfg.export_every_s:
+                    export_weights(self.lean, self.hf_model, self.tokenizer_dir, self.out_dir, self.obj,
+                                   {"config": self.name, "partial": True, "step": state["step"],
+                                    "train_config": asdict(cfg)})
+                    self.on_export()
+                    last_export = elapsed
+                clock = time.perf_counter()
+        state["train_s"] += time.perf_counter() - clock
+        state["tokens"] += int(sums[2].item())
 
-    while True:
-        elapsed = state["train_s"] + time.perf_counter() - clock
-        progress = max(elapsed / budget, state["step"] / cfg.max_steps if cfg.max_steps else 0.0)
-        if progress >= 1.0 or budget <= 0:
-            break
-        lr = lr_at(cfg, progress)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        filled = [b for b in bank.buckets if bank.count[b]]
-        b = rng.choices(filled, [bank.count[x] / sizes[x] for x in filled])[0]
-        batch = bank.batch(b, sizes[b])
-        with autocast(cfg, dev):
-            c_loss, a_loss = fn(batch, noise_levels(sizes[b], cfg.t_min, dev))
-            loss = c_loss + cfg.ar_weight * a_loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(lean.parameters(), cfg.grad_clip, foreach=True)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        sums += torch.stack([c_loss.detach().float(), a_loss.detach().float(),
-                             (batch["key_mask"].sum() + batch["free"].sum()).float()])
-        state["step"] += 1
-        window_steps += 1
-        step_flops_sum += flops[b]
+    def _record(self, sums: torch.Tensor, steps: int, seconds: float, elapsed: float, lr: float) -> None:
+        c, a, tok = sums.tolist()  # the one host sync, every log_every steps
+        sums.zero_()
+        state = self.state
+        state["tokens"] += int(tok)
+        entry = {"step": state["step"], "tokens": state["tokens"], "elapsed": round(elapsed, 2),
+                 "loss": c / steps, "ar_loss": a / steps, "lr": lr, "tokens_per_s": tok / max(seconds, 1e-9)}
+        state["history"].append(entry)
+        if state["step"] % (self.cfg.log_every * 10) == 0 or state["step"] <= 2:
+            self.log(f"step {state['step']}: loss {entry['loss']:.3f} (encoder {entry['ar_loss']:.3f}), "
+                     f"{entry['tokens_per_s']:,.0f} tok/s, lr {lr:.2e}, bank {len(self.bank):,}")
 
-        if state["step"] % cfg.log_every == 0 or state["step"] <= 2:
-            c, a, tok = sums.tolist()  # the one host sync, every log_every steps
-            sums.zero_()
-            now = time.perf_counter()
-            state["tokens"] += int(tok)
-            entry = {"step": state["step"], "tokens": state["tokens"], "elapsed": round(elapsed, 2),
-                     "loss": c / window_steps, "ar_loss": a / window_steps, "lr": lr,
-                     "tokens_per_s": tok / max(now - window_t, 1e-9)}
-            state["history"].append(entry)
-            if state["step"] % (cfg.log_every * 10) == 0 or state["step"] <= 2:
-                log(f"step {state['step']}: loss {entry['loss']:.3f} (encoder {entry['ar_loss']:.3f}), "
-                    f"{entry['tokens_per_s']:,.0f} tok/s, lr {lr:.2e}, bank {len(bank):,}")
-            window_steps, window_t = 0, now
-            if not bank.full():
-                bank.add(builder.take())
-        if elapsed - last_eval >= cfg.eval_every_s:
-            pause()
-            val = evaluate(lean, val_batches, obj, cfg, mask_id, dev)
-            state["history"].append({"step": state["step"], "tokens": state["tokens"], **val})
-            log(f"step {state['step']}: validation loss {val['val_loss']:.4f}")
-            last_eval = elapsed
-            resume()
-        if out_dir is not None and elapsed - last_export >= cfg.export_every_s:
-            pause()
-            export_weights(lean, hf_model, tokenizer_dir, out_dir, obj,
-                           {"config": name, "partial": True, "step": state["step"], "train_config": asdict(cfg)})
-            on_export()
-            last_export = elapsed
-            resume()
-    pause()
-    state["tokens"] += int(sums[2].item())
-    val = evaluate(lean, val_batches, obj, cfg, mask_id, dev)
-    state["history"].append({"step": state["step"], "tokens": state["tokens"], **val})
-    train_s = state["train_s"]
-    peak = peak_flops(dev)
-    achieved = step_flops_sum / max(train_s, 1e-9)
-    report = {
-        "config": name, "train_config": asdict(cfg), "objective": cfg.objective, "init": source,
-        "parameters": n_params, "steps": state["step"], "tokens": state["tokens"],
-        "train_seconds": round(train_s, 1), "wall_seconds": round(time.perf_counter() - wall0, 1),
-        "compile_seconds": round(compile_s, 1),
-        "tokens_per_second": round(state["tokens"] / max(train_s, 1e-9)),
-        "model_tflops_per_second": round(achieved / 1e12, 2),
-        "mfu": round(achieved / peak, 4) if peak else None,
-        "machine": machine_description(dev), "torch": torch.__version__,
-        "validation_loss": round(val["val_loss"], 4), "validation_encoder_loss": round(val["val_ar_loss"], 4),
-        "bank": {**bank.summary(), "built": builder.stats.examples, "epochs_started": builder.stats.epochs_started,
-                 "build_rate_per_s": round(builder.rate()), "worker_cpu_seconds": round(builder.stats.cpu_seconds),
-                 "kinds": dict(builder.stats.kinds.most_common()), "seam": builder.stats.seam},
-        "batch_sizes": {str(k): v for k, v in sizes.items()},
-        "data": {"train_files": len(corpus.split("train")), "validation_files": len(val_files),
-                 "languages": dict(Counter(f.language for f in corpus.files).most_common())},
-    }
-    (run_dir / "report.json").write_text(json.dumps(report, indent=2))
-    (run_dir / "history.json").write_text(json.dumps(state["history"]))
-    plot_losses(state["history"], run_dir / "loss.png", f"infill train --config {name} ({machine_description(dev)})")
-    if out_dir is not None:
-        shards = export_weights(lean, hf_model, tokenizer_dir, out_dir, obj, report)
-        report["shards"] = [p.name for p in shards]
-        report["size_bytes"] = sum(p.stat().st_size for p in shards)
-        (out_dir / "training_report.json").write_text(json.dumps(report, indent=2))
-        shutil.copy2(run_dir / "corpus_manifest.json", out_dir / "corpus_manifest.json")
-        on_export()
-    log(f"done: {state['step']} steps, {state['tokens']:,} tokens in {train_s:.0f}s "
-        f"({report['tokens_per_second']:,} tok/s), validation loss {val['val_loss']:.4f}")
-    return report
+    def _evaluate(self) -> dict[str, float]:
+        val = evaluate(self.lean, self.val_batches, self.obj, self.cfg, self.mask_id, self.dev)
+        self.state["history"].append({"step": self.state["step"], "tokens": self.state["tokens"], **val})
+        self.log(f"step {self.state['step']}: validation loss {val['val_loss']:.4f}")
+        return val
+
+    # -- 4. report and export --------------------------------------------------------------------------
+    def finish(self) -> dict:
+        cfg, dev, state = self.cfg, self.dev, self.state
+        val = self._evaluate()
+        train_s = state["train_s"]
+        peak = peak_flops(dev)
+        achieved = state["flops"] / max(train_s, 1e-9)
+        stats = self.builder.stats
+        report = {
+            "config": self.name, "train_config": asdict(cfg), "objective": cfg.objective, "init": self.source,
+            "parameters": sum(p.numel() for p in self.hf_model.parameters()), "steps": state["step"],
+            "tokens": state["tokens"], "train_seconds": round(train_s, 1),
+            "wall_seconds": round(time.perf_counter() - self.wall0, 1), "compile_seconds": round(state["compile_s"], 1),
+            "tokens_per_second": round(state["tokens"] / max(train_s, 1e-9)),
+            "model_tflops_per_second": round(achieved / 1e12, 2), "mfu": round(achieved / peak, 4) if peak else None,
+            "machine": machine_description(dev), "torch": torch.__version__,
+            "validation_loss": round(val["val_loss"], 4), "validation_encoder_loss": round(val["val_ar_loss"], 4),
+            "bank": {**self.bank.summary(), "built": stats.examples, "epochs_started": stats.epochs_started,
+                     "build_rate_per_s": round(self.builder.rate()), "worker_cpu_seconds": round(stats.cpu_seconds),
+                     "kinds": dict(stats.kinds.most_common()), "seam": stats.seam},
+            "batch_sizes": {str(k): v for k, v in self.sizes.items()},
+            "data": {"train_files": len(self.corpus.split("train")), "validation_files": len(self.val_files),
+                     "languages": dict(Counter(f.language for f in self.corpus.files).most_common())},
+        }
+        (self.run_dir / "report.json").write_text(json.dumps(report, indent=2))
+        (self.run_dir / "history.json").write_text(json.dumps(state["history"]))
+        plot_losses(state["history"], self.run_dir / "loss.png",
+                    f"infill train --config {self.name} ({machine_description(dev)})")
+        if self.out_dir is not None:
+            shards = export_weights(self.lean, self.hf_model, self.tokenizer_dir, self.out_dir, self.obj, report)
+            report["shards"] = [p.name for p in shards]
+            report["size_bytes"] = sum(p.stat().st_size for p in shards)
+            (self.out_dir / "training_report.json").write_text(json.dumps(report, indent=2))
+            shutil.copy2(self.run_dir / "corpus_manifest.json", self.out_dir / "corpus_manifest.json")
+            self.on_export()
+        self.log(f"done: {state['step']} steps, {state['tokens']:,} tokens in {train_s:.0f}s "
+                 f"({report['tokens_per_second']:,} tok/s), validation loss {val['val_loss']:.4f}")
+        return report
+
+    def close(self) -> None:
+        if self.builder is not None:
+            self.builder.close()
 
 
-__all__ = ["train", "export_weights", "evaluate", "lr_at", "step_flops", "initial_model"]
+__all__ = ["train", "Run", "export_weights", "evaluate", "lr_at", "step_flops", "initial_model"]
