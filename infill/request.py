@@ -44,7 +44,7 @@ class InfillResult:
     start: int
     end: int
     kind: str
-    syntax_ok: bool  # the spliced document adds no syntax error the original did not have
+    syntax_ok: bool  # the spliced document passes the language's check (infill.syntax.check_splice)
     steps: int  # denoising steps of the chosen run
     forward_passes: int  # encoder + decoder passes spent on this hole, repairs included
     tokens: int  # tokens in the middle
@@ -54,6 +54,7 @@ class InfillResult:
     sizing: str
     candidates: list[Candidate] = field(default_factory=list)
     repaired: bool = False
+    empty: bool = False  # no suggestion: the model wrote no code (blank or comments only); `text` is ""
     prompt_tokens: int = 0
     reused_prompt_tokens: int = 0
 
