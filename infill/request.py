@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, field
 
 from .quality import DEFAULTS, quality
 
+DEFAULT_SEED = 0  # what `infill fill` and the language server sample with unless told otherwise: the same input
+#                   gives the same middle (a preview predicts the write)
 
 @dataclass(frozen=True)
 class InfillRequest:
@@ -18,7 +20,7 @@ class InfillRequest:
     language: str | None = None  # grammar name; None: from the path, else line-based sizing
     quality: str = DEFAULTS.request  # name of an infill.quality preset
     max_steps: int | None = None  # overrides the preset's step limit
-    seed: int | None = None  # makes sampling deterministic
+    seed: int | None = DEFAULT_SEED  # the same request gives the same middle; None: a random draw each time
     deadline: float | None = None  # time.monotonic() after which the request fails
     lengths: tuple[int, ...] | None = None  # candidate canvas lengths; None: from the span sizer
     seam_tokens: int | None = None  # suffix tokens clamped at the canvas end; None: engine default

@@ -90,11 +90,11 @@ def detect_indent_unit(text: str, default: str = " " * TAB_SIZE) -> str:
 def follow_indent_unit(middle: str, line_before: str, unit: str) -> str:
     """Indentation the middle owns (its continuation lines, and its first line when it starts a line) in the
     file's unit: a model that indents by 4 spaces in a file indented by tabs or by 2 spaces gets its levels
-    rewritten. Levels are counted from the indentation of the hole's line, which is the file's own; lines that
-    dedent below it keep their column (they return to a level the file has), in the file's style."""
+    rewritten. Levels are counted from the middle's first line (its indentation follows the code around it) or,
+    when the middle continues a line of code, from that line's; lines that dedent below it keep their column
+    (they return to a level the file has), in the file's style."""
     lines = middle.split("\n")
     starts_line = not line_before.strip()
-    base = indent_width(indent_of(line_before))
 
     def width(i: int) -> int:
         return indent_width((line_before if i == 0 else "") + indent_of(lines[i]))
@@ -102,6 +102,7 @@ def follow_indent_unit(middle: str, line_before: str, unit: str) -> str:
     owned = [i for i, ln in enumerate(lines) if ln.strip() and (i > 0 or starts_line)]
     if not owned:
         return middle
+    base = width(0) if owned[0] == 0 else indent_width(indent_of(line_before))
     steps: dict[int, int] = {}
     prev = base
     for i in owned:
