@@ -82,9 +82,10 @@ def evaluate(engine, rows: list[dict], quality: str, seed: int, timeout: float, 
         text = row["prompt"] + row["suffix"]
         res = engine.fill(InfillRequest(text=text, cursor=len(row["prompt"]), language="python", quality=quality,
                                         seed=seed, lengths=lengths))
-        ok = passes(row, res.text, timeout)
+        ok = not res.empty and passes(row, res.text, timeout)  # no code is a miss, even where the tests pass
         records.append({"task_id": row["task_id"], "passed": ok, "exact": exact(res.text, row["canonical_solution"]),
-                        "syntax_ok": res.syntax_ok, "forward_passes": res.forward_passes, "steps": res.steps,
+                        "syntax_ok": res.syntax_ok, "empty": res.empty, "forward_passes": res.forward_passes,
+                        "steps": res.steps,
                         "tokens": res.tokens, "seconds": res.seconds, "kind": res.kind,
                         "completion": res.text})
         if log and (i + 1) % 25 == 0:
@@ -96,6 +97,7 @@ def evaluate(engine, rows: list[dict], quality: str, seed: int, timeout: float, 
         "pass_at_1": round(sum(r["passed"] for r in records) / n, 4),
         "exact_match": round(sum(r["exact"] for r in records) / n, 4),
         "syntax_ok": round(sum(r["syntax_ok"] for r in records) / n, 4),
+        "empty": round(sum(r["empty"] for r in records) / n, 4),
         "forward_passes_mean": round(statistics.mean(r["forward_passes"] for r in records), 2),
         "steps_mean": round(statistics.mean(r["steps"] for r in records), 2),
         "tokens_mean": round(statistics.mean(r["tokens"] for r in records), 2),

@@ -105,4 +105,4 @@ def test_extras_table_matches_pyproject():
     optional = tomllib.loads(read(ROOT / "pyproject.toml"))["project"]["optional-dependencies"]
     listed = {re.match(r"[A-Za-z0-9_.-]+", dep).group().lower(): extra for extra in ("gpu", "train")
               for dep in optional[extra]}
-    assert EXTRAS == listed
+    assert listed == EXTRAS
