@@ -286,8 +286,8 @@ class Engine:
         """Trim, reindent, and keep the variant that adds the fewest syntax errors (the least trimmed on ties)."""
         cfg = self.config.constraints
         suffix = text[hole.end :]
+        middle = keep_line_break(middle, text[hole.start : hole.end])  # first: the style fixes see the line ends
         middle = follow_file_style(middle, text, hole, reindent_lines=cfg.reindent)
-        middle = keep_line_break(middle, text[hole.start : hole.end])
         variants = [middle]
         if cfg.trim_overlap:
             variants += [v for v in trim_overlap(middle, suffix, cfg.min_overlap_chars) if v not in variants]

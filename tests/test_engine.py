@@ -167,3 +167,11 @@ def test_crlf_files_get_crlf_middles():
     fixture = "def f(x):\r\n    if x:\r\n├        pass\r\n┤    return 0\r\n"
     result = fill(scripted("        y = x\n        return y", length=40), lengths=(40,), path="f.py", **hole(fixture))
     assert result.text == "        y = x\r\n        return y\r\n" and result.syntax_ok
+
+
+def test_a_range_of_whole_lines_gets_no_trailing_blank_line():
+    """The range ends with a line break, so the middle's last line ends a line too: its blanks go."""
+    fixture = "int f(int x) {\n├    x += 1;\n    return x;\n┤    return 0;\n}\n"
+    result = fill(scripted("    x += 2;  \n    return x;\n        ", length=60), lengths=(60,), path="f.c",
+                  quality="fast", **hole(fixture))
+    assert result.text == "    x += 2;\n    return x;\n\n"
