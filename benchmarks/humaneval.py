@@ -106,6 +106,26 @@ def evaluate(engine, rows: list[dict], quality: str, seed: int, timeout: float, 
     }
 
 
+def rejudge(report: dict, data: Path) -> dict:
+    """The stored middles of an earlier run judged by this checkout's checker (infill.syntax.check_splice): per
+    set, holes, syntax_ok, no code, and passes that had code. No model runs."""
+    from infill.syntax import check_splice
+
+    out = {}
+    for name, result in report["sets"].items():
+        rows = {r["task_id"]: r for r in load(name, data, 0, 0)}
+        verdicts = []
+        for record in result["records"]:
+            row = rows[record["task_id"]]
+            at = len(row["prompt"])
+            verdicts.append((check_splice(row["prompt"] + row["suffix"], at, at, record["completion"], "python"),
+                             record["passed"]))
+        out[name] = {"holes": len(verdicts), "syntax_ok": sum(v.ok for v, _ in verdicts),
+                     "no_code": sum(v.empty for v, _ in verdicts),
+                     "passed": sum(passed and not v.empty for v, passed in verdicts)}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     from infill.engine import Engine, EngineConfig
     from infill.models.base import LoadOptions
@@ -124,7 +144,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-constraints", action="store_true", help="no overlap trimming, re-indent or repairs")
     p.add_argument("--timeout", type=float, default=3.0)
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--rejudge", type=Path, metavar="REPORT.json",
+                   help="judge the middles stored in an earlier report with this checkout's checker; no model runs")
     args = p.parse_args(argv)
+    if args.rejudge:
+        print(json.dumps(rejudge(json.loads(args.rejudge.read_text()), args.data), indent=1))
+        return 0
 
     config = EngineConfig()
     if args.no_constraints:

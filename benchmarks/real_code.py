@@ -234,8 +234,8 @@ def share(records: list[dict], key) -> str:
 
 
 def table(before: dict, after: dict) -> str:
-    rows = ["| language | holes | syntax_ok | syntax_ok that compile | syntax_ok with no code | no suggestion "
-            "(empty) | trailing blanks | spaces in a tab file |",
+    rows = ["| language | holes | syntax_ok | syntax_ok that compile | syntax_ok with no code | no code (after: "
+            "no suggestion) | trailing blanks | spaces in a tab file |",
             "|---|---:|---|---|---|---|---|---|"]
     languages = list(dict.fromkeys(r["language"] for r in after["records"]))
     for lang in [*languages, "all"]:
@@ -250,7 +250,7 @@ def table(before: dict, after: dict) -> str:
             (share(b, lambda r: r["syntax_ok"]), share(a, lambda r: r["syntax_ok"])),
             (share(b_chk, lambda r: r["compiles"]), share(a_chk, lambda r: r["compiles"])),
             (share(b_ok, no_code), share(a_ok, no_code)),
-            (share(b, lambda r: r["empty"]), share(a, lambda r: r["empty"])),
+            (share(b, lambda r: r["empty"] or no_code(r)), share(a, lambda r: r["empty"] or no_code(r))),
             (share(b, lambda r: r["trailing_blanks"]), share(a, lambda r: r["trailing_blanks"])),
             (share([r for r in b if r["tab_file"]], lambda r: r["spaces_in_tab_file"]),
              share([r for r in a if r["tab_file"]], lambda r: r["spaces_in_tab_file"])),
@@ -273,7 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.table:
         before, after = (json.loads((RESULTS / f"real_code_{label}.json").read_text()) for label in ("before", "after"))
         text = table(before, after)
-        (RESULTS / "real_code.md").write_text(f"{before['command']}\n{after['command']}\n\n{text}")
+        runs = "".join(f"- {r['label']}: `{r['command']}` with infill from {r['infill']}, {r['seconds']:.0f} s\n"
+                       for r in (before, after))
+        (RESULTS / "real_code.md").write_text(f"{runs}\n{text}")
         print(text)
         return 0
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
