@@ -82,9 +82,10 @@ def evaluate(engine, rows: list[dict], quality: str, seed: int, timeout: float, 
         text = row["prompt"] + row["suffix"]
         res = engine.fill(InfillRequest(text=text, cursor=len(row["prompt"]), language="python", quality=quality,
                                         seed=seed, lengths=lengths))
-        ok = passes(row, res.text, timeout)
+        ok = not res.empty and passes(row, res.text, timeout)  # no code is a miss, even where the tests pass
         records.append({"task_id": row["task_id"], "passed": ok, "exact": exact(res.text, row["canonical_solution"]),
-                        "syntax_ok": res.syntax_ok, "forward_passes": res.forward_passes, "steps": res.steps,
+                        "syntax_ok": res.syntax_ok, "empty": res.empty, "forward_passes": res.forward_passes,
+                        "steps": res.steps,
                         "tokens": res.tokens, "seconds": res.seconds, "kind": res.kind,
                         "completion": res.text})
         if log and (i + 1) % 25 == 0:
@@ -96,12 +97,33 @@ def evaluate(engine, rows: list[dict], quality: str, seed: int, timeout: float, 
         "pass_at_1": round(sum(r["passed"] for r in records) / n, 4),
         "exact_match": round(sum(r["exact"] for r in records) / n, 4),
         "syntax_ok": round(sum(r["syntax_ok"] for r in records) / n, 4),
+        "empty": round(sum(r["empty"] for r in records) / n, 4),
         "forward_passes_mean": round(statistics.mean(r["forward_passes"] for r in records), 2),
         "steps_mean": round(statistics.mean(r["steps"] for r in records), 2),
         "tokens_mean": round(statistics.mean(r["tokens"] for r in records), 2),
         "seconds_p50": round(statistics.median(r["seconds"] for r in records), 3),
         "records": records,
     }
+
+
+def rejudge(report: dict, data: Path) -> dict:
+    """The stored middles of an earlier run judged by this checkout's checker (infill.syntax.check_splice): per
+    set, holes, syntax_ok, no code, and passes that had code. No model runs."""
+    from infill.syntax import check_splice
+
+    out = {}
+    for name, result in report["sets"].items():
+        rows = {r["task_id"]: r for r in load(name, data, 0, 0)}
+        verdicts = []
+        for record in result["records"]:
+            row = rows[record["task_id"]]
+            at = len(row["prompt"])
+            verdicts.append((check_splice(row["prompt"] + row["suffix"], at, at, record["completion"], "python"),
+                             record["passed"]))
+        out[name] = {"holes": len(verdicts), "syntax_ok": sum(v.ok for v, _ in verdicts),
+                     "no_code": sum(v.empty for v, _ in verdicts),
+                     "passed": sum(passed and not v.empty for v, passed in verdicts)}
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,7 +144,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-constraints", action="store_true", help="no overlap trimming, re-indent or repairs")
     p.add_argument("--timeout", type=float, default=3.0)
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--rejudge", type=Path, metavar="REPORT.json",
+                   help="judge the middles stored in an earlier report with this checkout's checker; no model runs")
     args = p.parse_args(argv)
+    if args.rejudge:
+        print(json.dumps(rejudge(json.loads(args.rejudge.read_text()), args.data), indent=1))
+        return 0
 
     config = EngineConfig()
     if args.no_constraints:

@@ -255,12 +255,13 @@ def run_unit_tests(row: dict, completion: str, timeout: float = UNIT_TEST_TIMEOU
 
 def score_safim(name: str, row: dict, raw: str) -> dict:
     """The authors' verdict on one raw middle: truncation, then exact match, then (block/control) tests."""
-    from infill.syntax import syntax_errors
+    from infill.syntax import check_splice
 
     completion = TRUNCATE[name](row, raw)
-    # syntax ok: the raw middle in the bare program parses (the engine's own verdict is taken on the
-    # instruction prompt, whose prose header is already a syntax error, so it says little here)
-    syntax_ok = not syntax_errors(row["eval_prompt"].replace("{{completion}}", raw), "python")  # ERROR or MISSING
+    # syntax ok: the raw middle in the bare program passes the engine's checker (it compiles; no code is a miss).
+    # The engine's own verdict is taken on the instruction prompt, whose prose header is already a syntax error.
+    before, after = row["eval_prompt"].split("{{completion}}")
+    syntax_ok = check_splice(before + after, len(before), len(before), raw, "python").ok
     if name == "safim-api":
         exact = api_match(completion, row["ground_truth"])
         return {"completion": completion, "exact": exact, "passed": exact, "compiles": None, "syntax_ok": syntax_ok}
@@ -273,8 +274,8 @@ def score_safim(name: str, row: dict, raw: str) -> dict:
 def score(hole: Hole, raw: str, timeout: float) -> dict:
     if hole.set in SAFIM_SETS:
         return score_safim(hole.set, hole.row, raw)
-    return {"completion": raw, "exact": humaneval.exact(raw, hole.truth),
-            "passed": humaneval.passes(hole.row, raw, timeout), "compiles": None, "syntax_ok": None}
+    return {"completion": raw, "exact": humaneval.exact(raw, hole.truth),  # no code is a miss, never a pass
+            "passed": bool(raw.strip()) and humaneval.passes(hole.row, raw, timeout), "compiles": None, "syntax_ok": None}
 
 
 def truth_check(holes: list[Hole], timeout: float) -> dict:

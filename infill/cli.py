@@ -8,8 +8,7 @@
     infill model random /tmp/tiny --preset tiny       # a random-init checkpoint for tests
     infill train --config smoke                       # forwarded to infill.train.cli
 
-Exit statuses: 0 success; 1 some --jobs failed (or an internal error); 2 bad input (a file, position,
-option or language that cannot be used; nothing was written); 3 the model could not be loaded.
+Exit statuses are each command's own and listed in its --help (`FILL_EXITS` here for `infill fill`).
 
 Subcommands live in `COMMANDS`: adding one is one `Command(help, add_arguments, run)` entry.
 """
@@ -29,16 +28,19 @@ from typing import TYPE_CHECKING, NoReturn
 
 from .document import LineIndex, format_range, parse_position, parse_range
 from .errors import BadInputError, InfillError, ModelLoadError
+from .extras import missing_extra, require
 from .files import (
     DEFAULT_MAX_BYTES,
     STDIN,
     SourceText,
     apply_edits,
+    check_writable,
     match_newlines,
     read_source,
     write_atomic,
 )
 from .quality import DEFAULTS, NAMES
+from .request import DEFAULT_SEED
 from .syntax import normalize_language
 
 if TYPE_CHECKING:
@@ -52,7 +54,11 @@ EXIT_BAD_INPUT = 2  # also what argparse uses for usage errors
 EXIT_MODEL = 3  # the model could not be loaded
 
 PROG = "infill"
-EXIT_HELP = "exit status: 0 ok, 1 some --jobs failed, 2 bad input (nothing written), 3 the model failed to load"
+EXIT_HELP = "exit status: each command's --help lists its own; 2 is always a usage error (nothing was done)"
+FILL_EXITS = ("exit status: 0 ok (also when the model wrote no code: no suggestion), 1 some --jobs failed or an "
+              "internal error, 2 bad input or a missing optional extra (nothing written), 3 the model failed to load")
+MODEL_EXITS = "exit status: 0 written, 2 bad input (nothing written), 3 no tokenizer to write with"
+DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 class UsageError(BadInputError):
@@ -94,18 +100,23 @@ def add_fill_arguments(p: argparse.ArgumentParser) -> None:
     gen.add_argument("--quality", choices=NAMES, default=DEFAULTS.cli,
                      help=f"sampler preset (default {DEFAULTS.cli})")
     gen.add_argument("--max-steps", type=positive_int, help="denoising step limit (overrides the preset)")
-    gen.add_argument("--seed", type=int, help="makes sampling deterministic")
+    gen.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                     help=f"sampling seed (default {DEFAULT_SEED}: the same file, hole, model and options give the "
+                          "same middle, so --diff shows what --write writes)")
     gen.add_argument("--max-bytes", type=positive_int, default=DEFAULT_MAX_BYTES,
                      help=f"refuse larger files (default {DEFAULT_MAX_BYTES})")
     add_model_arguments(p)
+    p.epilog = FILL_EXITS
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
     m = p.add_argument_group("model")
     m.add_argument("--model", metavar="ID_OR_DIR", help="checkpoint directory or cached hub id "
                    "(default: $INFILL_MODEL, else the bundled model)")
-    m.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (default auto)")
-    m.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16 (default auto)")
+    m.add_argument("--device", default="auto", type=device_name,
+                   help="auto, cpu, cuda, cuda:N or mps (default auto: cuda when there is one)")
+    m.add_argument("--dtype", default="auto", choices=DTYPES,
+                   help="weights and activations (default auto: bfloat16 on cuda, float32 on cpu)")
     m.add_argument("--quantize", choices=("4bit", "8bit"), help="bitsandbytes quantization (CUDA only)")
     m.add_argument("--threads", type=positive_int, help="torch CPU threads")
     m.add_argument("--trust-remote-code", action="store_true", help="allow checkpoints that ship modeling code")
@@ -147,16 +158,26 @@ def run_fill(args: argparse.Namespace) -> int:
         raise UsageError("--json and --diff do not go together; pick one output")
     if args.write and args.file == STDIN:
         raise UsageError("--write needs a file; stdin cannot be written back")
+    if args.file == STDIN and not args.language:
+        raise UsageError("stdin has no file name to tell its language: add --language (python, go, ...)")
     language = normalize_language(args.language) if args.language else None
+    check_extras(args)
     source = read_source(args.file, args.max_bytes)
     index = LineIndex.of(source.text)
     holes = parse_holes(index, args.at, args.range)
-    engine = load_engine(args.model, load_options(args), verbose=args.verbose)
+    if args.write:
+        check_writable(source)
+    engine = load_engine(args.model, load_options(args), verbose=args.verbose)  # every input checked: now load
 
     results = [engine.fill(build_request(source, hole, args, language)) for hole in holes]
     # What gets inserted: new lines of a CRLF file end in CRLF, in every output, not only on disk.
     texts = [match_newlines(r.text, source.newline) for r in results]
-    new_text = apply_edits(source.text, [(r.start, r.end, t) for r, t in zip(results, texts, strict=True)])
+    for result in results:
+        if result.empty:  # a suggestion is never a deletion: the hole stays as it was
+            print(f"{PROG}: no suggestion at {format_range(index, result.start, result.end)}: the model wrote no "
+                  "code (nothing, blanks or only comments)", file=sys.stderr)
+    new_text = apply_edits(source.text, [(r.start, r.end, t) for r, t in zip(results, texts, strict=True)
+                                         if not r.empty])
 
     if args.json:
         output = "".join(json.dumps(result_json(source.path, index, h, r, t)) + "\n"
@@ -167,7 +188,7 @@ def run_fill(args: argparse.Namespace) -> int:
         output = ""
     else:
         output = plain_output(index, results, texts)
-    if args.write:
+    if args.write and new_text != source.text:
         write_atomic(source, new_text)
     sys.stdout.write(output)
     sys.stdout.flush()
@@ -183,6 +204,13 @@ def build_request(source: SourceText, hole: HoleSpec, args: argparse.Namespace, 
         path=None if source.path == STDIN else source.path, language=language, quality=args.quality,
         max_steps=args.max_steps, seed=args.seed if seed is None else seed,
     )
+
+
+def check_extras(args: argparse.Namespace) -> None:
+    """Options that need an optional extra fail here, before any file is read or model loaded."""
+    if args.quantize:
+        for module in ("bitsandbytes", "accelerate"):
+            require(module, f"--quantize {args.quantize}")
 
 
 def load_options(args: argparse.Namespace) -> LoadOptions:
@@ -201,6 +229,9 @@ def load_engine(model: str | None, options: LoadOptions, verbose: bool = False) 
         return Engine.load(model, options)
     except (ModelLoadError, BadInputError):
         raise
+    except ModuleNotFoundError as exc:
+        raise missing_extra(exc, f"loading {model or 'the model'}") or ModelLoadError(
+            f"could not load model {model or '(default)'}: {exc}") from exc
     except Exception as exc:  # transformers and torch raise all kinds of things for a bad checkpoint or device
         if verbose:
             raise
@@ -240,13 +271,16 @@ def result_json(path: str, index: LineIndex, hole: HoleSpec | None, result: Infi
 
 
 def plain_output(index: LineIndex, results: list[InfillResult], texts: list[str]) -> str:
-    """The filled text as is for one hole; for several, each under a `==> L1:C1-L2:C2 <==` header."""
+    """The filled text, ending with a line break (so the shell prompt starts on a line of its own; --json has the
+    exact text); nothing for no suggestion. For several holes, each under a `==> L1:C1-L2:C2 <==` header."""
+
+    def line(text: str) -> str:
+        return text if not text or text.endswith("\n") else text + "\n"
+
     if len(results) == 1:
-        return texts[0]
-    parts = []
-    for r, t in zip(results, texts, strict=True):
-        parts.append(f"==> {format_range(index, r.start, r.end)} <==\n{t}" + ("" if t.endswith("\n") else "\n"))
-    return "".join(parts)
+        return line(texts[0])
+    return "".join(f"==> {format_range(index, r.start, r.end)} <==\n{line(t)}"
+                   for r, t in zip(results, texts, strict=True))
 
 
 def unified_diff(old: str, new: str, path: str) -> str:
@@ -274,12 +308,25 @@ def run_jobs(args: argparse.Namespace) -> int:
                                    ("--diff", args.diff), ("--write", args.write)) if on]
     if clash:
         raise UsageError(f"--jobs takes its holes from the jobs file; drop {', '.join(clash)}")
-    lines = read_jobs(args.jobs)
-    engine = load_engine(args.model, load_options(args), verbose=args.verbose)
-    status = EXIT_OK
-    for number, line in lines:
+    if args.language:
+        normalize_language(args.language)
+    check_extras(args)
+    jobs = []  # (line number, line, what to fill or the reason it cannot be): all checked before the model loads
+    for number, line in read_jobs(args.jobs):
         try:
-            out = run_job(engine, line, args)
+            jobs.append((number, line, prepare_job(line, args)))
+        except InfillError as exc:
+            jobs.append((number, line, exc))
+    engine = None
+    status = EXIT_OK
+    for number, line, job in jobs:
+        try:
+            if isinstance(job, InfillError):
+                raise job
+            engine = engine or load_engine(args.model, load_options(args), verbose=args.verbose)
+            out = run_job(engine, job, args)
+        except ModelLoadError:
+            raise
         except InfillError as exc:
             out, status = job_error(line, number, str(exc)), EXIT_FAILED
         except Exception as exc:  # one job's bug must not cost the others their results
@@ -316,17 +363,32 @@ def parse_job(line: str) -> dict:
     return job
 
 
-def run_job(engine: Engine, line: str, args: argparse.Namespace) -> dict:
+@dataclass(frozen=True)
+class Job:
+    """One line of a jobs file, checked: the file read, the hole resolved."""
+
+    source: SourceText
+    index: LineIndex
+    hole: HoleSpec
+    language: str | None
+    seed: int | None
+
+
+def prepare_job(line: str, args: argparse.Namespace) -> Job:
     job = parse_job(line)
     language = job.get("language") or args.language
     language = normalize_language(language) if language else None
-    source = read_source(job["path"], args.max_bytes)
-    if source.path == STDIN:
+    if job["path"] == STDIN:
         raise BadInputError("a job cannot read stdin")
+    source = read_source(job["path"], args.max_bytes)
     index = LineIndex.of(source.text)
     hole = parse_holes(index, [job["at"]] if "at" in job else None, [job["range"]] if "range" in job else None)[0]
-    result = engine.fill(build_request(source, hole, args, language, seed=job.get("seed")))
-    return result_json(source.path, index, hole, result, match_newlines(result.text, source.newline))
+    return Job(source, index, hole, language, job.get("seed"))
+
+
+def run_job(engine: Engine, job: Job, args: argparse.Namespace) -> dict:
+    result = engine.fill(build_request(job.source, job.hole, args, job.language, seed=job.seed))
+    return result_json(job.source.path, job.index, job.hole, result, match_newlines(result.text, job.source.newline))
 
 
 def job_error(line: str, number: int, message: str) -> dict:
@@ -351,6 +413,7 @@ def add_model_command_arguments(p: argparse.ArgumentParser) -> None:
                      help="model shape: tiny, small, diffusiongemma-26b-a4b (infill.models.presets.PRESETS)")
     rnd.add_argument("--seed", type=int, default=0, help="weight initialisation seed (default 0)")
     rnd.add_argument("--force", action="store_true", help="write into a directory that is not empty")
+    p.epilog = rnd.epilog = MODEL_EXITS
 
 
 def run_model(args: argparse.Namespace) -> int:
@@ -375,8 +438,8 @@ def run_model(args: argparse.Namespace) -> int:
 def run_train(args: argparse.Namespace) -> int:
     try:
         from .train.cli import main as train_main
-    except ImportError as exc:
-        raise InfillError(f"infill train is unavailable: {exc}") from exc
+    except ModuleNotFoundError as exc:
+        raise missing_extra(exc, "infill train") or InfillError(f"infill train is unavailable: {exc}") from exc
     return train_main(args.forwarded)
 
 
@@ -417,7 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
     for name, cmd in COMMANDS.items():
         p = sub.add_parser(name, help=cmd.help, description=cmd.help, add_help=not cmd.forward,
-                           parents=[] if cmd.forward else [common], epilog=EXIT_HELP, allow_abbrev=False)
+                           parents=[] if cmd.forward else [common], allow_abbrev=False)  # epilog: its exits
         cmd.add_arguments(p)
     return parser
 
@@ -441,6 +504,11 @@ def main(argv: list[str] | None = None) -> int:
         return fail(exc, EXIT_MODEL, verbose)
     except InfillError as exc:
         return fail(exc, EXIT_BAD_INPUT, verbose)
+    except ModuleNotFoundError as exc:  # an optional extra that the command needs is not installed
+        if (extra := missing_extra(exc)) is None:
+            return fail(f"internal error: {type(exc).__name__}: {exc} (run with --verbose for the traceback)",
+                        EXIT_FAILED, verbose)
+        return fail(extra, EXIT_BAD_INPUT, verbose)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `infill fill ... | head`: stop quietly, and keep Python's exit flush quiet too
@@ -466,6 +534,15 @@ def one_line(message: str, limit: int = 500) -> str:
     """Library messages can span lines; a CLI error is one line."""
     text = " ".join(message.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def device_name(value: str) -> str:
+    """argparse type: the devices `--device` takes, checked before torch loads."""
+    import re
+
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
+    return value
 
 
 def positive_int(value: str) -> int:

@@ -39,7 +39,14 @@ class LineIndex:
 
     @property
     def line_count(self) -> int:
+        """Lines as `starts` counts them: after a final line break, the empty line where the cursor can go."""
         return len(self.starts)
+
+    @property
+    def lines_shown(self) -> int:
+        """Lines as an editor numbers them and `wc -l` counts them: a final line break ends the last line."""
+        ends_with_break = len(self.starts) > 1 and self.starts[-1] == len(self.text)
+        return len(self.starts) - ends_with_break
 
     def line_end(self, line: int) -> int:
         """Offset of the end of `line` (0-based), before its line break."""
@@ -54,7 +61,7 @@ class LineIndex:
     def offset(self, line: int, col: int) -> int:
         """0-based line and code-point column to offset; raises BadInputError outside the text."""
         if not 0 <= line < len(self.starts):
-            raise BadInputError(f"line {line + 1} is outside the file, which has {len(self.starts)} lines")
+            raise BadInputError(f"line {line + 1} is outside the file, which has {self.lines_shown} lines")
         length = self.line_end(line) - self.starts[line]
         if not 0 <= col <= length:
             raise BadInputError(f"column {col + 1} is outside line {line + 1}, which has {length} characters")

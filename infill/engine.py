@@ -22,7 +22,7 @@ from .quality import quality
 from .request import Candidate, InfillRequest, InfillResult
 from .sampler import SampleOutput, SamplerConfig, quality_preset, sample
 from .syntax import SyntaxVerdict, check_splice, language_for_path, normalize_language
-from .textfix import detect_indent_unit, fit_first_line, keep_line_break, reindent, trim_overlap
+from .textfix import follow_file_style, keep_line_break, trim_overlap
 
 MODEL_ENV = "INFILL_MODEL"
 
@@ -220,8 +220,10 @@ class Engine:
             chosen, extra, repaired = self._repair(chosen, job)
             job.passes += extra
         hole = job.hole
+        empty = chosen.verdict.empty  # no code: no suggestion, never a deletion
         return InfillResult(
-            text=chosen.text, start=hole.start, end=hole.end, kind=str(hole.kind), syntax_ok=chosen.verdict.ok,
+            text="" if empty else chosen.text, start=hole.start, end=hole.end, kind=str(hole.kind), empty=empty,
+            syntax_ok=chosen.verdict.ok,
             steps=chosen.steps, forward_passes=job.passes, tokens=len(chosen.ids),
             seconds=time.perf_counter() - job.started, model=self.model_id, language=job.language,
             sizing=hole.sizing,
@@ -284,11 +286,8 @@ class Engine:
         """Trim, reindent, and keep the variant that adds the fewest syntax errors (the least trimmed on ties)."""
         cfg = self.config.constraints
         suffix = text[hole.end :]
-        if cfg.reindent:
-            unit = detect_indent_unit(text[: hole.start][-20000:])
-            middle = reindent(middle, hole, unit)
-            middle = fit_first_line(middle, text[text.rfind("\n", 0, hole.start) + 1 : hole.start], unit)
-        middle = keep_line_break(middle, text[hole.start : hole.end])
+        middle = keep_line_break(middle, text[hole.start : hole.end])  # first: the style fixes see the line ends
+        middle = follow_file_style(middle, text, hole, reindent_lines=cfg.reindent)
         variants = [middle]
         if cfg.trim_overlap:
             variants += [v for v in trim_overlap(middle, suffix, cfg.min_overlap_chars) if v not in variants]
@@ -333,8 +332,9 @@ class Engine:
 
 
 def _rank(run: _Run) -> tuple:
-    """Syntax validity first, then a middle that ended inside its canvas, then model confidence."""
-    return (run.verdict.ok, run.finished, -run.verdict.added, run.confidence)
+    """Syntax validity first, then any code over none, then a middle that ended inside its canvas, then fewer
+    added errors, then model confidence."""
+    return (run.verdict.ok, not run.verdict.empty, run.finished, -run.verdict.added, run.confidence)
 
 
 def check_request(req: InfillRequest) -> None:

@@ -3,7 +3,8 @@
     InfillError
     ├── BadInputError          the file, range or option given by the user cannot be used
     │   ├── UnknownLanguageError
-    │   └── FileChangedError   the file changed between reading it and writing the result
+    │   ├── FileChangedError   the file changed between reading it and writing the result
+    │   └── MissingExtraError  what was asked for needs an optional extra that is not installed
     ├── ModelLoadError         a checkpoint could not be found or loaded
     ├── UnknownStrategyError   a registry was asked for a name it does not hold
     ├── CancelledError         a request was cancelled between denoising steps
@@ -27,6 +28,15 @@ class UnknownLanguageError(BadInputError):
 
 class FileChangedError(BadInputError):
     """The file on disk changed after it was read; writing now could lose the user's edits."""
+
+
+class MissingExtraError(BadInputError):
+    """An optional extra (`pip install 'infill[gpu]'`) is needed for what was asked and is not installed."""
+
+    def __init__(self, module: str, extra: str, purpose: str) -> None:
+        self.module, self.extra = module, extra
+        super().__init__(f"{purpose} needs {module}, from the optional [{extra}] extra: "
+                         f"pip install 'infill[{extra}]' (or pip install -e '.[{extra}]' in a checkout)")
 
 
 class ModelLoadError(InfillError):

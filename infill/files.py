@@ -179,8 +179,7 @@ def write_atomic(source: SourceText, new_text: str) -> None:
         raise BadInputError("cannot write to stdin; give a file path to use --write")
     target = source.real_path
     _check_unchanged(source)
-    if not os.access(target, os.W_OK) or not source.mode & 0o222:  # root too: no write bit means hands off
-        raise BadInputError(f"{source.path}: is read-only; not writing")
+    check_writable(source)
     text = match_newlines(new_text, source.newline)
     try:
         data = (UTF8_BOM if source.bom else b"") + text.encode("utf-8")
@@ -206,6 +205,17 @@ def write_atomic(source: SourceText, new_text: str) -> None:
         if tmp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+
+
+def check_writable(source: SourceText) -> None:
+    """Refuse, before any work, a file that `write_atomic` could not replace: stdin, a read-only file (root too:
+    no write bit means hands off), or a directory where the temporary file cannot be made."""
+    if source.real_path is None:
+        raise BadInputError("cannot write to stdin; give a file path to use --write")
+    if not os.access(source.real_path, os.W_OK) or not source.mode & 0o222:
+        raise BadInputError(f"{source.path}: is read-only; not writing (make it writable, or drop --write)")
+    if not os.access(source.real_path.parent, os.W_OK | os.X_OK):
+        raise BadInputError(f"{source.path}: its directory is read-only, so it cannot be replaced atomically")
 
 
 def sweep_stale_temps(target: Path) -> list[Path]:

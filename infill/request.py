@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, field
 
 from .quality import DEFAULTS, quality
 
+DEFAULT_SEED = 0  # what `infill fill` and the language server sample with unless told otherwise: the same input
+#                   gives the same middle (a preview predicts the write)
 
 @dataclass(frozen=True)
 class InfillRequest:
@@ -18,7 +20,7 @@ class InfillRequest:
     language: str | None = None  # grammar name; None: from the path, else line-based sizing
     quality: str = DEFAULTS.request  # name of an infill.quality preset
     max_steps: int | None = None  # overrides the preset's step limit
-    seed: int | None = None  # makes sampling deterministic
+    seed: int | None = DEFAULT_SEED  # the same request gives the same middle; None: a random draw each time
     deadline: float | None = None  # time.monotonic() after which the request fails
     lengths: tuple[int, ...] | None = None  # candidate canvas lengths; None: from the span sizer
     seam_tokens: int | None = None  # suffix tokens clamped at the canvas end; None: engine default
@@ -44,7 +46,7 @@ class InfillResult:
     start: int
     end: int
     kind: str
-    syntax_ok: bool  # the spliced document adds no syntax error the original did not have
+    syntax_ok: bool  # the spliced document passes the language's check (infill.syntax.check_splice)
     steps: int  # denoising steps of the chosen run
     forward_passes: int  # encoder + decoder passes spent on this hole, repairs included
     tokens: int  # tokens in the middle
@@ -54,6 +56,7 @@ class InfillResult:
     sizing: str
     candidates: list[Candidate] = field(default_factory=list)
     repaired: bool = False
+    empty: bool = False  # no suggestion: the model wrote no code (blank or comments only); `text` is ""
     prompt_tokens: int = 0
     reused_prompt_tokens: int = 0
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .files import match_newlines, newline_style
 from .hole import Hole, HoleKind
 
 BRACKETS = {"(": ")", "[": "]", "{": "}"}  # opener -> closer
@@ -21,6 +22,8 @@ LINE_END_PUNCTUATION = ";,:"  # may end a line after closing brackets: `foo(x);`
 SEAM_CHARACTERS = CLOSERS | set(QUOTES) | set(LINE_END_PUNCTUATION) | {">"}
 TAB_SIZE = 4  # columns of a tab where nothing says otherwise
 INDENT_SAMPLE_LINES = 2000  # lines of a document read to tell its indentation style
+STYLE_SAMPLE_CHARS = 20_000  # characters either side of the hole read for it
+DEFAULT_INDENT = {"go": "\t"}  # a language's unit when the file has no indented line yet (gofmt: tabs)
 
 
 # -- indentation ------------------------------------------------------------------------------------------
@@ -58,8 +61,9 @@ def shift_continuations(text: str, width: int, tabs: bool, tab_size: int = TAB_S
     return "\n".join(out)
 
 
-def detect_indent_unit(text: str) -> str:
-    """The file's indentation unit: a tab, or the most common step between indented lines."""
+def detect_indent_unit(text: str, default: str = " " * TAB_SIZE) -> str:
+    """The file's indentation unit: a tab, or the most common step between indented lines; `default` when no
+    line is indented."""
     tabs = spaces = 0
     steps: dict[int, int] = {}
     prev = 0
@@ -77,8 +81,46 @@ def detect_indent_unit(text: str) -> str:
         prev = width
     if tabs > spaces:
         return "\t"
-    best = max(steps, key=steps.get) if steps else 4
-    return " " * (best if best in (2, 3, 4, 8) else 4)
+    if not steps:
+        return default
+    best = max(steps, key=steps.get)
+    return " " * (best if best in (2, 3, 4, 8) else TAB_SIZE)
+
+
+def follow_indent_unit(middle: str, line_before: str, unit: str) -> str:
+    """Indentation the middle owns (its continuation lines, and its first line when it starts a line) in the
+    file's unit: a model that indents by 4 spaces in a file indented by tabs or by 2 spaces gets its levels
+    rewritten. Levels are counted from the middle's first line (its indentation follows the code around it) or,
+    when the middle continues a line of code, from that line's; lines that dedent below it keep their column
+    (they return to a level the file has), in the file's style."""
+    lines = middle.split("\n")
+    starts_line = not line_before.strip()
+
+    def width(i: int) -> int:
+        return indent_width((line_before if i == 0 else "") + indent_of(lines[i]))
+
+    owned = [i for i, ln in enumerate(lines) if ln.strip() and (i > 0 or starts_line)]
+    if not owned:
+        return middle
+    base = width(0) if owned[0] == 0 else indent_width(indent_of(line_before))
+    steps: dict[int, int] = {}
+    prev = base
+    for i in owned:
+        if width(i) > prev:
+            steps[width(i) - prev] = steps.get(width(i) - prev, 0) + 1
+        prev = width(i)
+    step, target = (max(steps, key=steps.get) if steps else 0), indent_width(unit)
+    for i in owned:
+        w = width(i)
+        if step and step != target and w > base:
+            w = base + (w - base) // step * target + (w - base) % step
+        indent = render_indent(w, tabs=unit == "\t")
+        if i == 0:  # the line's own indentation stays: only what the middle adds to it can change
+            if not indent.startswith(line_before):
+                continue
+            indent = indent[len(line_before):]
+        lines[i] = indent + lines[i][len(indent_of(lines[i])):]
+    return "\n".join(lines)
 
 
 def reindent(middle: str, hole: Hole, unit: str) -> str:
@@ -96,6 +138,21 @@ def fit_first_line(middle: str, line_before: str, unit: str) -> str:
     lead = indent_of(middle)
     step = indent_width(unit) or TAB_SIZE
     return middle if indent_width(line_before + lead) % step == 0 else middle[len(lead) :]
+
+
+def follow_file_style(middle: str, text: str, hole: Hole, reindent_lines: bool = True) -> str:
+    """The middle as the file around the hole writes code: its indentation unit and tabs or spaces (when
+    `reindent_lines`), no trailing blanks, its line endings."""
+    m = middle.replace("\r\n", "\n").replace("\r", "\n")
+    line_before = text[max(text.rfind("\n", 0, hole.start), text.rfind("\r", 0, hole.start)) + 1 : hole.start]
+    if reindent_lines:
+        around = text[max(0, hole.start - STYLE_SAMPLE_CHARS) : hole.end + STYLE_SAMPLE_CHARS]
+        unit = detect_indent_unit(around, DEFAULT_INDENT.get(hole.language or "", " " * TAB_SIZE))
+        m = follow_indent_unit(m, line_before, unit)
+        m = reindent(m, hole, unit)
+        m = fit_first_line(m, line_before, unit)
+    m = strip_trailing_blanks(m, text[hole.end : hole.end + 1])
+    return match_newlines(m, newline_style(text))
 
 
 # -- the suffix -------------------------------------------------------------------------------------------
@@ -132,6 +189,15 @@ def trim_overlap(middle: str, suffix: str, min_chars: int) -> list[str]:
                 variants.append(trimmed)
             break
     return variants
+
+
+def strip_trailing_blanks(middle: str, suffix: str) -> str:
+    """No spaces or tabs at the end of a line the middle writes. Its last line keeps them when the suffix goes
+    on after it on the same line (`x =` + ` ` + `1`: there they separate, or indent the suffix's code)."""
+    lines = middle.split("\n")
+    ends_line = not suffix or suffix[0] in "\r\n"
+    last = len(lines) - 1
+    return "\n".join(ln.rstrip(" \t") if i < last or ends_line else ln for i, ln in enumerate(lines))
 
 
 # -- line breaks ------------------------------------------------------------------------------------------

@@ -38,6 +38,8 @@ from .protocol import (
     ErrorMessage,
     FillError,
     InfillMessage,
+    NoDaemon,
+    NotADaemon,
     ProgressMessage,
     ProtocolError,
     ResultMessage,
@@ -74,15 +76,21 @@ class DaemonClient:
         except InvalidStatus as exc:
             status = exc.response.status_code
             if status == 401:
-                raise FillError(ErrorCode.UNAUTHORIZED, f"the daemon at {self.address} refused the token "
-                                  f"{'from ' + str(auth.token_path()) if self.token is None else 'given'} (HTTP 401)"
-                                  ) from None
-            raise Unavailable(f"{self.address} answered HTTP {status}, not as the infill daemon") from None
+                sent = ("the token given" if self.token is not None else f"the token in {auth.token_path()}" if token
+                        else f"no token (there is no {auth.token_path()})")
+                raise FillError(ErrorCode.UNAUTHORIZED, f"{self.address} refused {sent} with HTTP 401: a daemon "
+                                "started by another user or with another token file, or not an infill daemon") from None
+            raise NotADaemon(f"something else is listening on {self.address}: it answered HTTP {status}, "
+                             "not as the infill daemon") from None
         except InvalidURI as exc:
             raise FillError(ErrorCode.BAD_REQUEST, f"not a websocket address: {exc}") from None
-        except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed) as exc:
+        except (TimeoutError, InvalidHandshake, ConnectionClosed, ConnectionResetError, ConnectionAbortedError,
+                BrokenPipeError) as exc:  # a connection was accepted, then no websocket handshake came of it
             detail = (exc.strerror if isinstance(exc, OSError) else None) or str(exc) or type(exc).__name__
-            raise Unavailable(f"no daemon answers at {self.address} ({detail})") from None
+            raise NotADaemon(f"something else is listening on {self.address}: it accepted the connection but did "
+                             f"not answer as the infill daemon ({detail})") from None
+        except OSError as exc:  # refused, unreachable, a name that does not resolve
+            raise NoDaemon(f"no daemon on {self.address} ({exc.strerror or exc})") from None
         self._reader = asyncio.create_task(self._read(self._ws), name="infill-client-reader")
 
     async def close(self) -> None:

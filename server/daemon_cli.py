@@ -2,7 +2,7 @@
 
     infill daemon                          # serve the default model on ws://127.0.0.1:8977 until Ctrl-C / SIGTERM
     infill daemon --model DIR --port 9000 --max-batch 16
-    infill daemon status [--port P]        # the running daemon's status as JSON (exit 3 if none answers)
+    infill daemon status [--port P]        # the running daemon's status as JSON (exit 4: none, 5: not ours)
     infill daemon stop [--port P]          # SIGTERM to the daemon named in the state file
 
 This module stays light (argparse only): every `infill` invocation builds all subparsers. websockets and
@@ -19,7 +19,13 @@ from infill.cli import positive_int
 
 from .contract import DEFAULT_HOST, DEFAULT_PORT, ws_address
 
-EXIT_NO_DAEMON = 3
+EXIT_STUCK = 1  # stop: the daemon did not stop in time
+EXIT_MODEL = 3  # as `infill fill`: the model failed to load
+EXIT_NO_DAEMON = 4  # status, stop: nothing listens on the address
+EXIT_NOT_A_DAEMON = 5  # status: something else listens there (another program, a daemon that refuses our token)
+EXITS = (f"exit status: 0 ok; {EXIT_STUCK} the daemon did not stop within 30 s (stop); 2 bad input (an option, an unsafe token file, the port taken); {EXIT_MODEL} the model "
+         f"failed to load (run); {EXIT_NO_DAEMON} no daemon on the address (status, stop); {EXIT_NOT_A_DAEMON} "
+         "something else is listening on the address (status)")
 
 
 def _port(value: str) -> int:
@@ -61,6 +67,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     batch.add_argument("--no-prompt-cache", action="store_true",
                        help="clear the encoder caches before every batch (for cache benchmarks)")
     add_model_arguments(p)
+    p.epilog = EXITS
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,10 +85,10 @@ def _address(args: argparse.Namespace) -> str:
     return ws_address(host, args.port)
 
 
-def _no_daemon(message: str) -> int:
+def _no_daemon(message: str, status: int = EXIT_NO_DAEMON) -> int:
     from infill.cli import fail
 
-    return fail(message, EXIT_NO_DAEMON)
+    return fail(message, status)
 
 
 # -- infill daemon status / stop ------------------------------------------------------------------------------
@@ -90,7 +97,7 @@ def run_status(args: argparse.Namespace) -> int:
     import json
 
     from .client import DaemonClient
-    from .protocol import FillError, Unavailable
+    from .protocol import FillError, NoDaemon
 
     async def ask() -> dict:
         async with DaemonClient(_address(args)) as client:
@@ -98,9 +105,10 @@ def run_status(args: argparse.Namespace) -> int:
 
     try:
         status = asyncio.run(ask())
-    except FillError as exc:  # nobody listening, or a daemon that refuses our token
-        hint = "; start one with `infill daemon`" if isinstance(exc, Unavailable) else ""
-        return _no_daemon(exc.message + hint)
+    except NoDaemon as exc:
+        return _no_daemon(f"{exc.message}; start one with `infill daemon`")
+    except FillError as exc:  # something else listens there, or a daemon that refuses our token
+        return _no_daemon(exc.message, EXIT_NOT_A_DAEMON)
     print(json.dumps(status, indent=2))
     return 0
 
@@ -118,14 +126,14 @@ def run_stop(args: argparse.Namespace) -> int:
     if state is None or not pid_alive(state.get("pid")):
         if state is not None:
             auth.remove_state(args.port)
-        return _no_daemon(f"no daemon is running on port {args.port} (no live state file in {auth.runtime_dir()})")
+        return _no_daemon(f"no daemon on {_address(args)} (no live state file in {auth.runtime_dir()})")
     pid = state["pid"]
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 30
     while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     if pid_alive(pid):
-        return _no_daemon(f"daemon {pid} did not stop within 30 s; `kill -9 {pid}` ends it")
+        return _no_daemon(f"daemon {pid} did not stop within 30 s; `kill -9 {pid}` ends it", EXIT_STUCK)
     print(f"stopped the daemon on port {args.port} (pid {pid})")
     return 0
 

@@ -33,6 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"sampler preset of 'Fix this block' and 'Fill selection' (default {DEFAULTS.action})")
     p.add_argument("--log-file", metavar="PATH", help="also write the log here")
     add_model_arguments(p)
+    p.epilog = ("exit status: 0 the editor ended the session, 2 bad options (a model that fails to load does not "
+                "stop the server: it answers empty and logs why)")
 
 
 def run(args: argparse.Namespace) -> int:

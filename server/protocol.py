@@ -71,6 +71,14 @@ class Unavailable(FillError):
         super().__init__(UNAVAILABLE, message)
 
 
+class NoDaemon(Unavailable):
+    """Nothing listens at the address: the connection was refused."""
+
+
+class NotADaemon(Unavailable):
+    """Something listens at the address but does not answer as the infill daemon."""
+
+
 class ProtocolError(Exception):
     def __init__(self, code: str, message: str, request_id: str | None = None) -> None:
         super().__init__(message)

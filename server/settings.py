@@ -11,7 +11,7 @@
       "maxSteps": 8,                         # cap on denoising steps (also max_steps)
       "lengths": [8, 16],                    # candidate canvas lengths in tokens (tests, benchmarks)
       "deadline": 5000,                      # ms after which a request gives up (0: none)
-      "seed": 0,                             # deterministic sampling
+      "seed": 0,                             # the default: the same document gives the same suggestion
       "formattingOptions": {"tabSize": 4, "insertSpaces": true}   # else detected per document
     }
 
@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from infill.quality import DEFAULTS, NAMES
+from infill.request import DEFAULT_SEED
 
 from .contract import DEFAULT_ADDRESS, LIMITS, SECTION
 from .postprocess import Formatting
@@ -47,7 +48,7 @@ class Settings:
     max_steps: int | None = None  # denoising step cap; None: the quality preset's
     lengths: tuple[int, ...] | None = None  # candidate canvas lengths; None: the span sizer's
     deadline_ms: int | None = 10_000  # give up on a request after this long
-    seed: int | None = None  # deterministic sampling
+    seed: int | None = DEFAULT_SEED  # the same document state gives the same suggestion; None: random
     formatting: Formatting | None = None  # the client's tabs/spaces; None: detected per document
 
     def enabled(self, language_id: str) -> bool:

@@ -16,6 +16,7 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
+import humaneval  # noqa: E402
 import plots  # noqa: E402
 import quality  # noqa: E402
 import speed  # noqa: E402
@@ -83,6 +84,24 @@ def test_score_safim_exact_match_first_then_tests():
     broken = quality.score_safim("safim-block", BLOCK, "x = (1,\n")  # the raw middle is judged before truncation
     assert broken["completion"] == "" and not broken["syntax_ok"]
     assert quality.score_safim("safim-api", {"ground_truth": "f(1)", "eval_prompt": "y = {{completion}}\n"}, "f( 1 )")["passed"]
+
+
+def test_no_code_is_a_miss_never_valid_syntax():
+    """An empty or comment-only middle neither passes nor counts as valid syntax, even where the tests would pass."""
+    for raw in ("", "   ", "# TODO\n"):
+        assert not quality.score_safim("safim-block", BLOCK, raw)["syntax_ok"]
+    bad_indent = quality.score_safim("safim-block", BLOCK, "x = i * 2\n        print(x)")  # tree-sitter takes it
+    assert not bad_indent["syntax_ok"]
+    assert quality.score_safim("safim-block", BLOCK, BLOCK["ground_truth"])["syntax_ok"]
+    # a HumanEval line the tests do not depend on: an empty middle would "pass" them
+    row = {"prompt": "def f(x):\n    y = 1\n", "suffix": "    return x\n", "test": "def check(f):\n    assert f(2) == 2\n",
+           "entry_point": "f", "canonical_solution": "    y = 1\n", "task_id": "t/0"}
+    hole = SimpleNamespace(set="single-line", row=row, truth=row["canonical_solution"])
+    assert humaneval.passes(row, "", 3.0) and not quality.score(hole, "", 3.0)["passed"]
+    engine = SimpleNamespace(fill=lambda req: SimpleNamespace(
+        text="", empty=True, syntax_ok=False, forward_passes=2, steps=1, tokens=0, seconds=0.0, kind="line"))
+    report = humaneval.evaluate(engine, [row], "fast", seed=0, timeout=3.0)
+    assert report["pass_at_1"] == 0.0 and report["syntax_ok"] == 0.0 and report["empty"] == 1.0
 
 
 def test_middle_of_accounts_for_a_widened_hole():

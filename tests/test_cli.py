@@ -23,7 +23,7 @@ from infill.document import LineIndex, parse_range
 from infill.engine import Engine
 from infill.files import apply_edits
 from infill.models.base import LoadOptions
-from infill.request import InfillResult
+from infill.request import DEFAULT_SEED, InfillResult
 
 SOURCE = "def add(a, b):\n    return a + b\n\n\ndef mul(a, b):\n    return a * b\n"
 FAST = ("--max-steps", "1", "--seed", "0")  # one denoising step: these tests check plumbing, not quality
@@ -172,6 +172,9 @@ BAD_INPUT = {
     "unknown option": ["fill", "m.py", "--at", "1:1", "--frobnicate"],
     "bad max-steps": ["fill", "m.py", "--at", "1:1", "--max-steps", "0"],
     "stdin and write": ["fill", "-", "--language", "python", "--at", "1:1"],
+    "stdin without language": ["fill", "-", "--at", "1:1"],
+    "unknown dtype": ["fill", "m.py", "--at", "1:1", "--dtype", "float8"],
+    "unknown device": ["fill", "m.py", "--at", "1:1", "--device", "tpu"],
     "jobs and file": ["fill", "m.py", "--jobs", "jobs.jsonl"],
     "no command": [],
 }
@@ -185,7 +188,7 @@ def test_bad_input_exits_2_with_one_line_and_touches_nothing(run_cli, tmp_path, 
     (tmp_path / "jobs.jsonl").write_text("{}\n")
     files = sorted(p for p in tmp_path.iterdir() if p.is_file())
     before = [snapshot(p) for p in files]
-    args = BAD_INPUT[case] + (["--write"] if case != "no command" else [])
+    args = BAD_INPUT[case] + (["--write"] if case not in ("no command", "stdin without language") else [])
     proc = run_cli(*args, stdin=SOURCE)
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     assert proc.stdout == ""
@@ -205,11 +208,12 @@ def test_at_cursor_json(cli, src):
     assert src.read_text() == SOURCE
 
 
-def test_plain_output_is_the_json_text(cli, src):
+def test_plain_output_is_the_json_text_and_a_line_break(cli, src):
     _, out_json, _ = cli("fill", src, "--range", "2:12-2:17", "--json", *FAST)
     status, out, err = cli("fill", src, "--range", "2:12-2:17", *FAST)
-    assert status == 0 and err == ""
-    assert out == json.loads(out_json)["text"]  # seeded: the same fill twice
+    hole = json.loads(out_json)
+    assert status == 0 and err == ("" if not hole["empty"] else err)
+    assert out == ("" if hole["empty"] else hole["text"] + "\n")  # seeded: the same fill twice
 
 
 def test_stdin_with_language(cli):
@@ -364,7 +368,9 @@ def test_unified_diff_marks_missing_final_newline():
 def test_plain_output_single_hole_is_exact():
     r = InfillResult(text="x", start=0, end=0, kind="line", syntax_ok=True, steps=1, forward_passes=2, tokens=1,
                      seconds=0.0, model="m", language=None, sizing="lines")
-    assert plain_output(LineIndex.of("abc"), [r], ["x"]) == "x"
+    assert plain_output(LineIndex.of("abc"), [r], ["x"]) == "x\n"  # the shell prompt starts on its own line
+    assert plain_output(LineIndex.of("abc"), [r], ["x\n"]) == "x\n"
+    assert plain_output(LineIndex.of("abc"), [r], [""]) == ""
 
 
 def test_train_forwards_its_arguments(monkeypatch):
@@ -400,3 +406,122 @@ def test_public_api():
         assert getattr(infill, name) is not None, name
     assert infill.Engine is Engine and infill.LoadOptions is LoadOptions
     assert issubclass(infill.FileChangedError, infill.BadInputError)
+
+
+# -- issue 15: results a user can trust ---------------------------------------------------------------
+def loader_that_must_not_run(monkeypatch) -> list:
+    """Replaces the model loader with one that records being called: input errors must come before it."""
+    calls: list = []
+    monkeypatch.setattr(cli_module, "load_engine", lambda *a, **k: calls.append(a) or pytest.fail("model loaded"))
+    return calls
+
+
+def test_diff_predicts_write_without_a_seed(cli, src):
+    """No --seed given: the default seed makes the preview and the write the same middle."""
+    steps = ("--max-steps", "2")
+    _, first, _ = cli("fill", src, "--range", "2:12-2:17", "--json", *steps)
+    _, diff, _ = cli("fill", src, "--range", "2:12-2:17", "--diff", *steps)
+    status, _, err = cli("fill", src, "--range", "2:12-2:17", "--write", *steps)
+    assert status == 0, err
+    text = json.loads(first)["text"]
+    s, e = offsets(SOURCE, "2:12-2:17")
+    assert src.read_text() == SOURCE[:s] + text + SOURCE[e:]
+    assert diff == unified_diff(SOURCE, src.read_text(), str(src))
+    assert cli_module.build_parser().parse_args(["fill", "x.py"]).seed == DEFAULT_SEED
+
+
+def test_no_code_is_no_suggestion_and_never_written(cli, src):
+    """The real engine over a scripted model that writes only a comment: exit 0, "text": "", "empty": true, a note on
+    stderr, and --write leaves the file as it was."""
+    import torch
+
+    from tests.fakes import CharTokenizer, ScriptedBackend
+
+    ids = CharTokenizer().encode("# later") + [1]
+    engine = Engine(ScriptedBackend(torch.tensor([ids + [0] * (1024 - len(ids))])))  # as long as any canvas
+    before = snapshot(src)
+    status, out, err = cli("fill", src, "--range", "2:5-2:17", "--json", "--write", engine=engine)
+    hole = json.loads(out)
+    assert status == 0 and hole["text"] == "" and hole["empty"] is True and hole["syntax_ok"] is False
+    assert err.startswith("infill: no suggestion at 2:5-2:17") and err.count("\n") == 1
+    assert snapshot(src) == before
+    status, out, err = cli("fill", src, "--at", "3:1", engine=engine)
+    assert status == 0 and out == "" and "no suggestion" in err
+
+
+def test_inputs_are_checked_before_the_model_loads(cli, monkeypatch, tmp_path, src):
+    calls = loader_that_must_not_run(monkeypatch)
+    src.chmod(0o444)
+    try:
+        status = cli_module.main(["fill", str(src), "--at", "2:5", "--write"])
+    finally:
+        src.chmod(0o644)
+    assert status == 2
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(SOURCE.encode())))
+    assert cli_module.main(["fill", "-", "--at", "2:5"]) == 2
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps({"path": "missing.py", "at": "1:1"}) + "\n" + json.dumps({"path": str(src), "at": "99:1"}))
+    assert cli_module.main(["fill", "--jobs", str(jobs)]) == 1  # every job bad: reported, and no model loaded
+    assert cli_module.main(["fill", str(src), "--at", "2:5", "--quantize", "4bit"]) == 2  # [gpu] not installed here
+    assert calls == []
+
+
+def test_read_only_file_is_refused_in_a_second(run_cli, tmp_path, src):
+    src.chmod(0o444)
+    try:
+        proc = run_cli("fill", src.name, "--at", "2:5", "--write", timeout=60)
+    finally:
+        src.chmod(0o644)
+    assert proc.returncode == 2 and "read-only" in proc.stderr and src.read_text() == SOURCE
+
+
+def test_stdin_needs_language_and_says_how(run_cli):
+    proc = run_cli("fill", "-", "--at", "1:1", stdin=SOURCE)
+    assert proc.returncode == 2 and "--language" in proc.stderr and proc.stdout == ""
+
+
+def test_line_counts_as_an_editor_shows_them(cli, src):
+    status, _, err = cli("fill", src, "--at", "90:1")
+    assert status == 2 and "which has 6 lines" in err  # SOURCE: six lines, each ending with a line break
+    assert LineIndex.of("a\nb").lines_shown == 2 and LineIndex.of("a\r\nb\r\n").lines_shown == 2
+    assert LineIndex.of("").lines_shown == 1
+
+
+def test_missing_extra_is_exit_2_naming_it(monkeypatch, capsys):
+    """A command that needs an optional extra says which one and how to install it."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if `pip install -e .` without [train]
+
+    def needs_plots(argv):
+        import matplotlib  # noqa: F401
+
+    fake = types.ModuleType("infill.train.cli")
+    fake.main = needs_plots
+    monkeypatch.setitem(sys.modules, "infill.train.cli", fake)
+    assert cli_module.main(["train", "--config", "smoke"]) == 2
+    err = capsys.readouterr().err
+    assert "[train]" in err and "pip install 'infill[train]'" in err and "internal error" not in err
+    assert cli_module.main(["fill", "x.py", "--at", "1:1", "--quantize", "8bit"]) == 2
+    assert "pip install 'infill[gpu]'" in capsys.readouterr().err
+
+
+def help_of(*command: str) -> str:
+    out = io.StringIO()
+    parser = cli_module.build_parser()
+    sub = parser._subparsers._group_actions[0].choices[command[0]] if command else parser
+    sub.print_help(out)
+    return " ".join(out.getvalue().split())
+
+
+def test_every_help_lists_its_choices_and_its_own_exit_statuses():
+    parser = cli_module.build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    for name, sub in commands.items():
+        if cli_module.COMMANDS[name].forward:
+            continue
+        text = help_of(name)
+        assert "exit status:" in text, name
+        assert ("--jobs" in text.split("exit status:")[1]) == (name == "fill"), name
+        for action in sub._actions:
+            if action.choices and not isinstance(action.choices, dict):
+                assert "{" + ",".join(action.choices) + "}" in text, (name, action.dest)
+    assert "no daemon on the address" in help_of("daemon") and "model failed to load" not in help_of("lsp")

@@ -94,3 +94,15 @@ def test_the_docs_name_the_presets_and_the_defaults():
             value = SETTINGS[key].type.dump(getattr(Settings(), SETTINGS[key].field))
             assert shown == (value if isinstance(value, str) and value else json.dumps(value)), key
     assert {"quality", "actionQuality", "daemon", "debounce"} <= set(table)
+
+
+def test_extras_table_matches_pyproject():
+    """infill/extras.py says which extra installs which module; pyproject.toml is where the extras are defined."""
+    import tomllib
+
+    from infill.extras import EXTRAS
+
+    optional = tomllib.loads(read(ROOT / "pyproject.toml"))["project"]["optional-dependencies"]
+    listed = {re.match(r"[A-Za-z0-9_.-]+", dep).group().lower(): extra for extra in ("gpu", "train")
+              for dep in optional[extra]}
+    assert listed == EXTRAS

@@ -8,6 +8,7 @@ dir, so token and state files never touch the user's.
 from __future__ import annotations
 
 import asyncio
+import http.server
 import json
 import os
 import stat
@@ -288,7 +289,7 @@ async def test_ensure_daemon_starts_one_and_the_cli_queries_and_stops_it(tiny_mo
     address = f"ws://127.0.0.1:{port}"
     auth.write_state(port, {"pid": _dead_pid(), "address": address})  # a stale state file from a crash
     proc = run_cli("daemon", "status", "--port", str(port))
-    assert proc.returncode == 3 and "no daemon answers" in proc.stderr and proc.stdout == ""
+    assert proc.returncode == 4 and f"no daemon on {address}" in proc.stderr and proc.stdout == ""
 
     c = await ensure_daemon(address, model=str(tiny_model_dir), extra_args=["--host", "0.0.0.0"], timeout=90)
     try:
@@ -311,3 +312,33 @@ async def test_ensure_daemon_starts_one_and_the_cli_queries_and_stops_it(tiny_mo
     assert proc.returncode == 0, proc.stderr
     assert not pid_alive(pid) and auth.read_state(port) is None
     assert "stopped after" in auth.log_path(port).read_text()
+
+
+# -- infill daemon status: what is (not) on the port -------------------------------------------------------------
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # no access log on the test's stderr
+        pass
+
+
+def test_status_tells_no_daemon_from_something_else(runtime_dir, capsys):
+    from infill import cli as cli_module
+
+    port = free_port()
+    assert cli_module.main(["daemon", "status", "--port", str(port)]) == 4
+    err = capsys.readouterr().err
+    assert f"no daemon on ws://127.0.0.1:{port}" in err and "token" not in err
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert cli_module.main(["daemon", "status", "--port", str(server.server_port)]) == 5
+    finally:
+        server.shutdown()
+        server.server_close()
+    err = capsys.readouterr().err
+    assert f"something else is listening on ws://127.0.0.1:{server.server_port}" in err and err.count("\n") == 1
+
+
+async def test_status_of_a_daemon_that_refuses_us_says_what_was_sent(daemon, run_cli):
+    auth.token_path().unlink()  # a daemon of another user, say: we have no token file
+    proc = await asyncio.to_thread(run_cli, "daemon", "status", "--port", str(daemon.port))
+    assert proc.returncode == 5 and f"no token (there is no {auth.token_path()})" in proc.stderr, proc.stderr

@@ -97,3 +97,81 @@ def test_a_whole_line_range_is_not_merged_with_the_next_line():
     start, end = text.index("b"), text.index("c")
     result = fill(scripted("b = 4"), text=text, cursor=None, span=(start, end), path="v.py")
     assert result.text == "b = 4\n" and result.syntax_ok
+
+
+# -- issue 15: the verdict is the compiler's, a suggestion is never a deletion, the file's own style --------------
+def hole(fixture: str) -> dict:
+    """InfillRequest fields for a fixture marked with `║` (a cursor) or `├…┤` (a range)."""
+    if "║" in fixture:
+        return {"text": fixture.replace("║", ""), "cursor": fixture.index("║")}
+    start, end = fixture.index("├"), fixture.index("┤") - 1
+    return {"text": fixture.replace("├", "").replace("┤", ""), "cursor": None, "span": (start, end)}
+
+
+def test_the_choice_goes_by_what_compiles():
+    """The full middle leaves an unexpected indent that tree-sitter tolerates; the shorter candidate's cut stops
+    before it and compiles. The candidate that compiles is chosen, and only that one is syntax_ok."""
+    target = "    return x\n            y = 1"
+    result = fill(scripted(target, length=40), lengths=(12, 40), path="f.py",
+                  **hole("def f(x):\n├    pass\n┤print(f(1))\n"))
+    assert [c.length for c in result.candidates] == [12, 40]  # the 12 did not finish: the 40 ran too
+    by_length = {c.length: c for c in result.candidates}
+    assert by_length[40].finished and not by_length[40].syntax_ok
+    assert result.text == "    return x\n" and result.syntax_ok
+
+
+@pytest.mark.parametrize("middle", ["", "   ", "\n\n", "# TODO\n", "  # later"])
+def test_no_code_is_no_suggestion(middle):
+    result = fill(scripted(middle, length=12), lengths=(12,), quality="fast")
+    assert result.empty and result.text == "" and not result.syntax_ok
+
+
+# A middle written with 4-space levels and trailing blanks, into tab-indented files of each language family:
+# braces (C, Go, Java, JavaScript, Rust), indentation (Python), keywords (Lua).
+TABS = {
+    "go": ("main.go", "package main\n\nfunc f(x int) int {\n\tif x > 0 {\n\t\t║\n\t}\n\treturn 0\n}\n",
+           "y := x * 2  \n        if y > 9 {\n            return y   \n        }\n        "),
+    "c": ("f.c", "int f(int x) {\n\tif (x > 0) {\n\t\t║\n\t}\n\treturn 0;\n}\n",
+          "int y = x * 2;  \n        if (y > 9) {\n            return y;   \n        }\n        "),
+    "java": ("A.java", "class A {\n\tint f(int x) {\n\t\t║\n\t\treturn 0;\n\t}\n}\n",
+             "int y = x * 2;  \n        if (y > 9) {\n            return y;   \n        }\n        "),
+    "javascript": ("f.js", "function f(x) {\n\tif (x > 0) {\n\t\t║\n\t}\n\treturn 0;\n}\n",
+                   "const y = x * 2;  \n        if (y > 9) {\n            return y;   \n        }\n        "),
+    "rust": ("f.rs", "fn f(x: i32) -> i32 {\n\tif x > 0 {\n\t\t║\n\t}\n\t0\n}\n",
+             "let y = x * 2;  \n        if y > 9 {\n            return y;   \n        }\n        "),
+    "python": ("f.py", "def f(x):\n\tif x > 0:\n\t\t║\n\treturn 0\n",
+               "y = x * 2  \n        if y > 9:\n            return y   \n        "),
+    "lua": ("f.lua", "local function f(x)\n\tif x > 0 then\n\t\t║\n\tend\n\treturn 0\nend\n",
+            "local y = x * 2  \n        if y > 9 then\n            return y   \n        end\n        "),
+}
+
+
+@pytest.mark.parametrize("language", list(TABS))
+def test_tab_indented_files_get_tabs_and_no_trailing_blanks(language):
+    path, fixture, middle = TABS[language]
+    result = fill(scripted(middle, length=90), lengths=(90,), path=path, quality="fast", **hole(fixture))
+    lines = result.text.split("\n")
+    assert lines[1].startswith("\t\tif ") and lines[2].startswith("\t\t\treturn y")
+    assert not any(line != line.rstrip(" \t") for line in lines[:-1]), result.text
+    assert " " * 4 not in result.text and result.syntax_ok, result.text
+
+
+def test_two_space_files_get_two_space_levels():
+    fixture = "function f(x) {\n  if (x > 0) {\n    ║\n  }\n}\n"
+    middle = "const y = x;\n    if (y) {\n        return y;\n    }\n"  # the model's levels are 4 spaces
+    result = fill(scripted(middle, length=80), lengths=(80,), path="f.js", quality="fast", **hole(fixture))
+    assert result.text == "const y = x;\n    if (y) {\n      return y;\n    }\n"
+
+
+def test_crlf_files_get_crlf_middles():
+    fixture = "def f(x):\r\n    if x:\r\n├        pass\r\n┤    return 0\r\n"
+    result = fill(scripted("        y = x\n        return y", length=40), lengths=(40,), path="f.py", **hole(fixture))
+    assert result.text == "        y = x\r\n        return y\r\n" and result.syntax_ok
+
+
+def test_a_range_of_whole_lines_gets_no_trailing_blank_line():
+    """The range ends with a line break, so the middle's last line ends a line too: its blanks go."""
+    fixture = "int f(int x) {\n├    x += 1;\n    return x;\n┤    return 0;\n}\n"
+    result = fill(scripted("    x += 2;  \n    return x;\n        ", length=60), lengths=(60,), path="f.c",
+                  quality="fast", **hole(fixture))
+    assert result.text == "    x += 2;\n    return x;\n\n"

@@ -191,6 +191,52 @@ async def test_completer_is_empty_when_the_model_is_away_or_the_language_is_off(
     assert await completer.at_cursor(doc, 7) is None and not service.calls
 
 
+def engine_completer(engine, **settings: Any) -> Completer:
+    """A Completer over the real embedded service and `engine`, with the default settings unless given."""
+    from server.services import EmbeddedService
+
+    s, problems = Settings().merged({"debounce": 0, **settings})
+    assert not problems
+    return Completer(EmbeddedService(None, None, lambda level, message: None, loader=lambda m, o: engine), lambda: s)
+
+
+async def test_a_middle_without_code_gives_no_item():
+    """The engine over a scripted model that writes only a comment: no suggestion, so no item (a suggestion is
+    never a deletion, nor a comment where code goes)."""
+    import torch
+
+    from infill.engine import Engine
+    from tests.fakes import CharTokenizer, ScriptedBackend
+
+    def model_writing(middle: str) -> Engine:
+        ids = CharTokenizer().encode(middle) + [1]
+        return Engine(ScriptedBackend(torch.tensor([ids + [0] * (1024 - len(ids))])))
+
+    doc = Document("file:///t.py", "python", 1, "def f(x):\n    \n")
+    completer = engine_completer(model_writing("# TODO"))
+    assert await completer.at_cursor(doc, len("def f(x):\n    "), invoked=True) is None
+    await completer.service.close()
+    completer = engine_completer(model_writing("return x"))
+    edit = await completer.at_cursor(doc, len("def f(x):\n    "), invoked=True)
+    assert edit is not None and edit.text == "return x"
+    await completer.service.close()
+
+
+async def test_the_same_document_state_gives_the_same_suggestion(tiny_engine):
+    """Default settings (no seed given): two documents with the same text, and the first one again after an edit
+    and its undo, get the same suggestion from the real tiny model."""
+    completer = engine_completer(tiny_engine, maxSteps=2, lengths=[8], quality="fast")
+    text = "def f(a, b):\n    return \n"
+    at = text.index("return ") + len("return ")
+    first = await completer.at_cursor(Document("file:///a.py", "python", 1, text), at, invoked=True)
+    second = await completer.at_cursor(Document("file:///b.py", "python", 1, text), at, invoked=True)
+    await completer.at_cursor(Document("file:///a.py", "python", 2, text.replace("a, b", "a, c")), at, invoked=True)
+    third = await completer.at_cursor(Document("file:///a.py", "python", 3, text), at, invoked=True)
+    assert completer.stats()["model_calls"] == 4
+    assert first is not None and first == second == third
+    await completer.service.close()
+
+
 async def test_completer_typing_uses_quality_and_actions_use_action_quality():
     service = ScriptedService(middle="x")
     completer, doc = scripted(service, debounce=0)
