@@ -7,16 +7,17 @@ import json
 import sys
 from pathlib import Path
 
-from ..models.presets import WEIGHTS_DIR
-from .config import TRAIN_CONFIGS, train_config
-from .objective import OBJECTIVES
+from .config import OBJECTIVES, TRAIN_CONFIGS, train_config
+
+TRAIN_EXITS = ("exit status: 0 trained and exported, 1 internal error (the message says what failed), "
+               "2 bad input: a usage error, or a corpus too small to split")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="cpu", choices=sorted(TRAIN_CONFIGS),
                    help="named configuration (cpu: ~1 h on 2 cores; gpu: ~7 min on one H100/H200; smoke: seconds)")
     p.add_argument("--out", type=Path, default=None,
-                   help=f"where to export the weights (default: gpu {WEIGHTS_DIR}, the bundled model; "
+                   help="where to export the weights (default: gpu infill/weights/, the bundled model; "
                         "cpu RUN_DIR/weights, so that a CPU run never replaces GPU-trained weights; smoke: none)")
     p.add_argument("--run-dir", type=Path, default=None, help="history, report and plots (default runs/CONFIG)")
     p.add_argument("--objective", choices=sorted(OBJECTIVES), default=None,
@@ -24,7 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init-from", default=None, metavar="bundled|DIR|none",
                    help="start from these weights (fresh optimizer, short warmup); 'none': random init")
     p.add_argument("--device", default="auto")
-    p.add_argument("--tokenizer", type=Path, default=WEIGHTS_DIR, help="directory with tokenizer.json")
+    p.add_argument("--tokenizer", type=Path, default=None,
+                   help="directory with tokenizer.json (default: the bundled model's)")
     p.add_argument("--roots", type=Path, nargs="*", default=None,
                    help="source roots for the corpus (default: stdlib and site-packages of this Python)")
     p.add_argument("--time-budget", type=float, default=None, help="seconds of training (overrides the config)")
@@ -39,6 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def export_dir(config: str, out: Path | None, run_dir: Path) -> Path | None:
     """Where the trained weights go: only `gpu` replaces the bundled model unless --out says otherwise."""
+    from ..models.presets import WEIGHTS_DIR  # imports torch: not for --help
+
     if out is not None:
         return out
     return {"gpu": WEIGHTS_DIR, "cpu": run_dir / "weights"}.get(config)
@@ -63,14 +67,16 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     run_dir = args.run_dir or Path("runs") / args.config
     out = export_dir(args.config, args.out, run_dir)
-    report = train(cfg, args.config, run_dir, out, args.tokenizer, device=args.device, roots=args.roots,
+    from ..models.presets import WEIGHTS_DIR
+
+    report = train(cfg, args.config, run_dir, out, args.tokenizer or WEIGHTS_DIR, device=args.device, roots=args.roots,
                    log=lambda m: print(m, file=sys.stderr, flush=True))
     print(json.dumps({k: v for k, v in report.items() if k != "train_config"}, indent=2))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="infill train", description=__doc__)
+    p = argparse.ArgumentParser(prog="infill train", description=__doc__, epilog=TRAIN_EXITS)
     add_arguments(p)
     return run(p.parse_args(argv))
 

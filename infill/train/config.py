@@ -8,6 +8,25 @@ from ..errors import lookup
 
 
 @dataclass(frozen=True)
+class Objective:
+    noise: str  # what a hit slot becomes: "uniform" (a random id) or "mask" (the mask id)
+    loss_on: str  # "free" (every noisable slot) or "hit" (only the corrupted ones)
+    self_conditioning: bool  # train the decoder to use the previous step's logits
+    sampler: str  # which denoising loop serves a model trained this way (the checkpoint records it)
+
+
+# Training objectives (the losses are in infill.train.objective; this table stays torch-free for the CLI).
+OBJECTIVES: dict[str, Objective] = {
+    "uniform": Objective(noise="uniform", loss_on="free", self_conditioning=True, sampler="uniform"),
+    "mask": Objective(noise="mask", loss_on="hit", self_conditioning=False, sampler="mask"),
+}
+
+
+def objective(name: str) -> Objective:
+    return lookup(OBJECTIVES, "training objective", name)
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     preset: str = "small"  # model shape from infill.models.presets (the bundled model's)
     objective: str = "mask"  # infill.train.objective.OBJECTIVES; chosen by the A/B in README ("Objective")

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import BadInputError
 from ..models.lean import LeanDiffusionGemma
 from ..models.presets import WEIGHTS_DIR, build_model, copy_tokenizer
 from .bank import BankBuilder, DeviceBank, bucket_sizes, build_examples
@@ -268,8 +269,8 @@ class Run:
         if cfg.max_files:
             train_files, val_files = train_files[: cfg.max_files], val_files[: max(4, cfg.max_files // 10)]
         if not train_files or not val_files:
-            raise RuntimeError(f"the corpus has {len(train_files)} training and {len(val_files)} validation "
-                               "files; point --roots at more source code")
+            raise BadInputError(f"the corpus has {len(train_files)} training and {len(val_files)} validation "
+                                "files; point --roots at more source code")
         self.val_files = val_files
         write_manifest(self.corpus, self.run_dir / "corpus_manifest.json")
         log(f"corpus: {len(train_files)} training files, {len(val_files)} validation files "

@@ -17,30 +17,11 @@ transformers' class, kept for the parity test and for measuring the old loop aga
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from ..errors import lookup
-
-
-@dataclass(frozen=True)
-class Objective:
-    noise: str  # what a hit slot becomes: "uniform" (a random id) or "mask" (the mask id)
-    loss_on: str  # "free" (every noisable slot) or "hit" (only the corrupted ones)
-    self_conditioning: bool  # train the decoder to use the previous step's logits
-    sampler: str  # which denoising loop serves a model trained this way (the checkpoint records it)
-
-
-OBJECTIVES: dict[str, Objective] = {
-    "uniform": Objective(noise="uniform", loss_on="free", self_conditioning=True, sampler="uniform"),
-    "mask": Objective(noise="mask", loss_on="hit", self_conditioning=False, sampler="mask"),
-}
-
-
-def objective(name: str) -> Objective:
-    return lookup(OBJECTIVES, "training objective", name)
+from .config import OBJECTIVES, Objective, objective
 
 
 def _gen(generator) -> dict:
