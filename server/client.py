@@ -113,7 +113,9 @@ class DaemonClient:
             await self._send(msg.to_json())
             return await future
         except asyncio.CancelledError:  # the caller gave up: so does the daemon
-            if not future.done():
+            # Cancelling the awaiting task cancels `future` too: only an answer that arrived means the daemon is done.
+            answered = future.done() and not future.cancelled()
+            if not answered:
                 with contextlib.suppress(FillError):
                     await asyncio.shield(self._send(CancelMessage(msg.id).to_json()))
             raise
@@ -171,10 +173,10 @@ class DaemonClient:
                 waiter.set_result(msg)
             return
         entry = self._pending.get(getattr(msg, "id", None) or "")
-        if entry is None:
-            if isinstance(msg, ErrorMessage):
+        if entry is None:  # a late draft or answer for a request already given up on (cancelled: expected)
+            if isinstance(msg, ErrorMessage) and (msg.id is None or msg.code != ErrorCode.CANCELLED):
                 log.warning("daemon error: %s: %s", msg.code, msg.message)
-            return  # a late draft or answer for a request already given up on
+            return
         future, on_progress = entry
         if future.done():
             return

@@ -193,6 +193,24 @@ async def test_cancelling_a_queued_request_answers_at_once(daemon):
     assert daemon.engine.calls == [1]  # the cancelled request never reached the engine
 
 
+async def test_a_cancelled_task_cancels_its_request_in_the_daemon(daemon):
+    """The language server's way: `$/cancelRequest` cancels the task awaiting `client.infill`. Cancelling that task
+    cancels the future it awaits, and the cancel message must still go out (issue 17: it did not)."""
+    async with client(daemon) as c:
+        task = asyncio.create_task(c.infill(infill("given-up", max_steps=1000, lengths=(32,))))
+        while not daemon.running:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        started = time.monotonic()
+        while daemon.stats.cancelled == 0:
+            assert time.monotonic() - started < 5, "the daemon never heard of the cancellation"
+            await asyncio.sleep(0.01)
+        assert (await asyncio.wait_for(c.infill(infill("next")), 20)).id == "next"  # not behind 1000 steps
+    assert (daemon.stats.served, daemon.stats.cancelled) == (1, 1)
+
+
 async def test_a_disconnecting_client_cancels_its_requests(daemon):
     async with raw(daemon) as ws:
         await ws.send(infill("orphan", max_steps=1000, lengths=(32,), stream=True).to_json())

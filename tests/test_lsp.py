@@ -552,6 +552,55 @@ async def test_daemon_mode_completes_and_offers_commands(daemon_setup):
     assert stat.backend.connected and stat.backend.backend == "daemon"
 
 
+async def daemon_counters(setup: dict[str, Any]) -> dict[str, Any]:
+    """The daemon's own status (served, cancelled, ...), asked with the token it wrote."""
+    from pathlib import Path
+
+    from server.client import DaemonClient
+
+    token = (Path(setup["env"]["XDG_RUNTIME_DIR"]) / "infill" / "token").read_text().strip()
+    async with DaemonClient(setup["address"], token=token) as c:
+        s = await c.status()
+    return {"served": s.served, "failed": s.failed, "running": s.running, **s.extra}
+
+
+@on_module_loop
+async def test_cancel_before_edit_reaches_the_daemon(daemon_setup):
+    """VS Code's pattern: `$/cancelRequest` for the running suggestion, then the edit. The daemon must hear of it
+    (issue 17: the request ran to its end, and was batched with the next one)."""
+    client = daemon_setup["client"]
+    uri = open_doc(client, "cancel_first.py", PY)
+    pos = T.Position(1, len("    total = "))
+    configure(client, SLOW)
+    try:
+        for version in (2, 3):
+            before, daemon_before = await status(client), await daemon_counters(daemon_setup)
+            future = client.protocol.send_request(T.TEXT_DOCUMENT_INLINE_COMPLETION, T.InlineCompletionParams(
+                context=T.InlineCompletionContext(trigger_kind=T.InlineCompletionTriggerKind.Automatic),
+                text_document=T.TextDocumentIdentifier(uri), position=pos))
+            msg_id = next(k for k, f in client.protocol._request_futures.items() if f is future)
+            await wait_running(client, before.model_calls)
+            while (await daemon_counters(daemon_setup))["running"] == 0:  # the daemon is denoising it
+                await asyncio.sleep(0.05)
+            client.protocol.notify(T.CANCEL_REQUEST, T.CancelParams(id=msg_id))
+            client.text_document_did_change(T.DidChangeTextDocumentParams(
+                T.VersionedTextDocumentIdentifier(uri=uri, version=version),
+                [T.TextDocumentContentChangePartial(range=T.Range(pos, pos), text="a")]))
+            pos = T.Position(pos.line, pos.character + 1)
+            with pytest.raises(Exception, match="cancel"):
+                await asyncio.wait_for(asyncio.wrap_future(future), 20)
+            deadline = time.monotonic() + 10
+            while (after := await daemon_counters(daemon_setup))["cancelled"] == daemon_before["cancelled"]:
+                assert time.monotonic() < deadline, f"the daemon never heard of the cancellation: {after}"
+                await asyncio.sleep(0.05)
+            assert after["cancelled"] == daemon_before["cancelled"] + 1 and after["served"] == daemon_before["served"]
+            while (await daemon_counters(daemon_setup))["running"]:  # its batch stops at the next step
+                assert time.monotonic() < deadline, "the cancelled request kept denoising"
+                await asyncio.sleep(0.05)
+    finally:
+        configure(client, FAST)
+
+
 @on_module_loop
 async def test_daemon_killed_mid_request_then_back(daemon_setup):
     client, env, procs = daemon_setup["client"], daemon_setup["env"], daemon_setup["procs"]
