@@ -93,6 +93,11 @@ class DaemonClient:
                 await self._reader
         self._ws = self._reader = None
 
+    async def wait_closed(self) -> None:
+        """Until the connection is closed, by either side (returns at once when not connected)."""
+        if self._reader is not None:
+            await asyncio.wait([self._reader])  # cancelling this wait leaves the reader running
+
     async def __aenter__(self) -> DaemonClient:
         if not self.connected:
             await self.connect()
@@ -193,6 +198,15 @@ class DaemonClient:
 
 
 # -- starting a daemon on demand ------------------------------------------------------------------------------
+class DaemonExited(Unavailable):
+    """The daemon `ensure_daemon` started exited before it answered; `status` is its exit status (3: the model
+    could not load) and the message ends with the last lines of its log."""
+
+    def __init__(self, message: str, status: int | None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 def _port(address: str) -> int:
     parts = urlsplit(address)
     return parts.port or DEFAULT_PORT
@@ -243,12 +257,13 @@ async def ensure_daemon(address: str = DEFAULT_ADDRESS, model: str | None = None
         if exited_at is None and proc.poll() is not None:
             exited_at = time.monotonic()  # maybe lost a race for the port to another daemon: look a bit longer
         if exited_at is not None and time.monotonic() - exited_at > 2:
-            raise Unavailable(f"the daemon exited with status {proc.returncode}: {_tail(log_file)}")
+            raise DaemonExited(f"the daemon exited with status {proc.returncode}: {tail(log_file)}", proc.returncode)
     raise Unavailable(f"the daemon started (pid {proc.pid}) did not answer within {timeout:g} s; "
                             f"see {log_file}")
 
 
-def _tail(path: Path, lines: int = 5) -> str:
+def tail(path: Path, lines: int = 5) -> str:
+    """The last lines of a log file, joined with " | " (for one-line messages)."""
     try:
         text = path.read_text(errors="replace").strip().splitlines()
     except OSError:

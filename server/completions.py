@@ -1,13 +1,15 @@
 """The language server's requests, free of LSP types: a suggestion at a cursor, a regenerated range.
 
     at_cursor:  type-through reuse ─▶ debounce ─▶ service.fill(cursor) ─▶ postprocess.inline_edit ─▶ Edit
-    over_range: service.fill(range) ─▶ postprocess.range_edit ─▶ Edit
+    over_range: service.fill(range) ─▶ postprocess.range_edit ─▶ range_edit_is_safe ─▶ Edit (or a refusal)
     targets:    the ranges the code actions would regenerate (the block under the cursor, the selection)
     as_completion: a suggestion as a completion item (label, filter text, the word it replaces)
 
 Failures never reach the editor as errors: a cancelled, superseded, failed or unavailable request is an
-empty answer (None), and the reason goes to the log. `stats()` counts what happened, for `infill/status`,
-the tests and the latency benchmark.
+empty answer (None), and the reason goes to the log. A suggestion that runs past the deadline turns the
+state to "slow" (server.notices), the next one shown turns it back. A range edit that would break the file's
+syntax is refused with a message, never applied. `stats()` counts what happened, for `infill/status`, the
+tests and the latency benchmark.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from typing import Any
 
 from pygls.uris import to_fs_path
 
+from infill.syntax import language_for_path
+
+from . import notices
 from .documents import Document
 from .postprocess import Edit, Formatting, detect_formatting, inline_edit, range_edit
 from .protocol import ErrorCode, FillError, InfillMessage, ResultMessage, Unavailable, replace_lone_surrogates
@@ -42,6 +47,7 @@ class RangeFill:
     edit: Edit | None
     result: ResultMessage | None
     error: str | None = None
+    refused: bool = False  # the model answered, but its text would break the file's syntax
 
     def summary(self) -> dict[str, Any]:
         """What infill.fillRange answers, before the client applies the edit."""
@@ -49,6 +55,8 @@ class RangeFill:
         if self.result is not None:
             out.update(model=self.result.model, seconds=self.result.seconds, syntax_ok=self.result.syntax_ok,
                        steps=self.result.steps)
+        if self.refused:
+            out["refused"] = True
         return out | ({"error": self.error} if self.edit is None else {"text": self.edit.text})
 
 
@@ -84,6 +92,42 @@ def grammar_of(doc: Document) -> str | None:
         return None
 
 
+def range_edit_is_safe(text: str, edit: Edit, language: str | None) -> str | None:
+    """None when applying `edit` to `text` keeps the file's syntax, else why not (one line, for the user).
+
+    Python: the edited file must compile() when the original did. Every grammar (and Python code that did not
+    compile before): the edit adds no tree-sitter ERROR or MISSING node (`infill.syntax.check_splice`), so a
+    region that was already broken may stay broken but not get worse. No grammar: nothing to check.
+    (When the "real syntax check" of issue 15 lands in infill.syntax, only this body changes.)"""
+    from infill.syntax import check_splice
+
+    new = text[: edit.start] + edit.text + text[edit.end:]
+    if language == "python" and _compiles(text) is None:
+        problem = _compiles(new)
+        return None if problem is None else f"it would not compile ({problem})"
+    if language is None:
+        return None
+    verdict = check_splice(text, edit.start, edit.end, edit.text, language)
+    if verdict.ok:
+        return None
+    where = ""
+    if verdict.first_error is not None:
+        line = text.count("\n", 0, edit.start) + edit.text.count("\n", 0, verdict.first_error) + 1
+        where = f" (line {line})"
+    return f"it would add {verdict.added} syntax error{'s' if verdict.added > 1 else ''}{where}"
+
+
+def _compiles(source: str) -> str | None:
+    """None when `source` compiles as a Python module, else "line N: what" (compile's message)."""
+    try:
+        compile(source, "<infill>", "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        return f"line {exc.lineno}: {exc.msg}"
+    except ValueError as exc:  # null bytes
+        return str(exc)
+    return None
+
+
 class Completer:
     def __init__(self, service: ModelService, settings: Callable[[], Settings]) -> None:
         self.service = service
@@ -111,6 +155,8 @@ class Completer:
         result = await self._fill(doc, self._message(doc, settings, cursor=cursor), supersedable=True)
         if result is None:
             return None
+        if self.service.board.state == notices.SLOW:  # answered within the deadline again
+            self.service.board.set(notices.READY, notices.ready(self.service.board.notice.model))
         if doc.version != version:  # edited meanwhile: the editor has moved on
             self.counts["stale"] += 1
             return None
@@ -134,12 +180,20 @@ class Completer:
         try:
             result = await self._fill(doc, msg, supersedable=False, raise_errors=True)
         except FillError as exc:
+            if exc.code == ErrorCode.DEADLINE and msg.deadline_ms is not None:
+                return RangeFill(None, None, notices.deadline_passed(msg.deadline_ms))
             return RangeFill(None, None, exc.message)
         assert result is not None
         if doc.version != version:
-            return RangeFill(None, result, "the document changed while the model was working")
+            return RangeFill(None, result, "the document changed while the model was working; nothing was changed")
         edit = range_edit(result.text, text, result.start, result.end, self._formatting(settings, text))
-        return RangeFill(edit, result, None if edit is not None else "the model proposed no change")
+        if edit is None:
+            return RangeFill(None, result, "the model proposed no change")
+        if (problem := range_edit_is_safe(text, edit, msg.language or language_for_path(msg.path))) is not None:
+            self.counts["refused"] += 1
+            return RangeFill(None, result, f"the model's code was not applied: {problem}; the document is unchanged",
+                             refused=True)
+        return RangeFill(edit, result)
 
     def targets(self, doc: Document, start: int, end: int) -> dict[str, tuple[int, int]]:
         """What the code actions at [start, end) would regenerate: FIX_BLOCK, the tree-sitter block under the
@@ -152,6 +206,15 @@ class Completer:
         if end > start:
             out[FILL_SELECTION] = (start, end)
         return out
+
+    def is_broken(self, doc: Document, start: int, end: int) -> bool:
+        """Whether [start, end) of the document holds a syntax error (tree-sitter ERROR or MISSING node)."""
+        from infill.syntax import syntax_errors
+
+        language = grammar_of(doc) or language_for_path(to_fs_path(doc.uri) if doc.uri.startswith("file:") else None)
+        if language is None:
+            return False
+        return any(e.start < end and e.end >= start for e in syntax_errors(doc.text, language))
 
     def block(self, doc: Document, start: int, end: int) -> tuple[int, int] | None:
         """The tree-sitter block under a cursor or a selection (`infill.spans.block_at`), None on blank text."""
@@ -209,6 +272,9 @@ class Completer:
         elif exc.code in (ErrorCode.CANCELLED, ErrorCode.DEADLINE):
             self.counts[exc.code] += 1
             log.debug("%s: %s", exc.code, exc.message)
+            board, deadline = self.service.board, self._settings().deadline_ms
+            if exc.code == ErrorCode.DEADLINE and board.state in (notices.READY, notices.SLOW) and deadline:
+                board.set(notices.SLOW, notices.slow(deadline), setting="deadline")
         else:
             self.counts["errors"] += 1
             log.warning("infill request failed (%s): %s", exc.code, exc.message)
@@ -220,7 +286,7 @@ class Completer:
     def stats(self) -> dict[str, Any]:
         tt = self.typethrough
         counted = ("completions", "items", "model_calls", "disabled", "stale", "filtered", "cancelled", "deadline",
-                   "unavailable", "errors")
+                   "unavailable", "errors", "refused")
         return {**{k: self.counts[k] for k in counted}, **self.counts, "typethrough_hits": tt.hits, "typethrough_misses": tt.misses,
                 "typethrough_rate": tt.rate, "superseded": self.scheduler.superseded,
                 "cancelled_running": self.scheduler.cancelled, "model_seconds": round(self.model_seconds, 4)}

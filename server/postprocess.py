@@ -177,6 +177,15 @@ def trim_added_trailing_newlines(text: str, replaced: str) -> str:
     return text.rstrip("\r\n")
 
 
+def keep_one_line(text: str, replaced: str) -> str:
+    """A selection within one line is regenerated as one line: the middle's first line, or its first non-blank
+    line when it starts with a line break (the model went on to write more code than was selected)."""
+    if "\n" in replaced or "\r" in replaced or "\n" not in text:
+        return text
+    lines = text.split("\n")
+    return lines[0] if lines[0].strip() else next((ln.strip() for ln in lines if ln.strip()), "")
+
+
 def match_line_endings(text: str, eol: str) -> str:
     """New lines take the document's line break."""
     if eol == "\n":
@@ -206,6 +215,7 @@ def range_edit(middle: str, text: str, start: int, end: int, fmt: Formatting = F
     replaced = text[start:end]
     around = Surroundings.at(text, start)
     m = middle.replace("\r\n", "\n").replace("\r", "\n")
+    m = keep_one_line(m, replaced)
     m = convert_indentation(m, fmt, first_line_at_start=not around.line_prefix)
     m = trim_added_trailing_newlines(m, replaced)
     m = match_line_endings(m, around.eol)
