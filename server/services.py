@@ -296,11 +296,12 @@ class DaemonService:
         try:
             status = await client.status()
             self._describe_daemon(status, address)
-            while not status.extra.get("ready", True) and client.connected:
-                await asyncio.sleep(0.25)
-                status = await client.status()
-            if self.board.state == LOADING:
-                self._describe_daemon(status, address)
+            if not status.extra.get("ready", True):
+                while not status.extra.get("ready", True) and client.connected:
+                    await asyncio.sleep(0.25)
+                    status = await client.status()
+                if self.board.state in (LOADING, READY):  # its name and size are known now
+                    self._describe_daemon(status, address)
         except FillError:
             pass  # the connection dropped: handled below
         await client.wait_closed()
@@ -349,10 +350,14 @@ class DaemonService:
             self._lost("connection closed") if client is not None else self._ensure_connector()
             client = await self._wait_connected(msg.id)
         try:
-            return await client.infill(msg)  # cancelling this task cancels the request in the daemon too
+            result = await client.infill(msg)  # cancelling this task cancels the request in the daemon too
         except Unavailable as exc:
             self._lost(exc.message)
             raise Unavailable(f"the model daemon went away: {exc.message}") from None
+        if self.board.state == LOADING:  # an answer: the model is loaded (before _watch's next look)
+            name = self.board.notice.model or notices.model_name(result.model)
+            self.board.set(READY, notices.ready(name), model=name)
+        return result
 
     async def _wait_connected(self, request_id: str) -> Any:
         """The client once connected: up to start_timeout while a daemon is being started (the request is answered

@@ -270,6 +270,11 @@ async def start_server(args: list[str], env: dict[str, str], options: dict[str, 
     config = ClientServerConfig(server_command=[sys.executable, "-m", "infill", "lsp", *args], server_env=env)
     client = await config.start()
     client.applied_edits = []  # type: ignore[attr-defined]
+    client.states = []  # type: ignore[attr-defined]  # the infill/state notifications, as dicts
+
+    @client.feature("infill/state")
+    def on_state(params: Any) -> None:
+        client.states.append(params if isinstance(params, dict) else dict(params._asdict()))  # type: ignore[attr-defined]
 
     @client.feature(T.WORKSPACE_APPLY_EDIT)
     def apply_edit(params: T.ApplyWorkspaceEditParams) -> T.ApplyWorkspaceEditResult:
