@@ -170,6 +170,13 @@ def trim_line_suffix_overlap(text: str, rest_of_line: str) -> str:
     return text
 
 
+def trim_trailing_whitespace(text: str, line_suffix: str) -> str:
+    """No spaces or tabs at the end of a line the item writes (`return ` accepted at the end of a line left one).
+    The item's last line keeps them when code follows it on the cursor's line (`x = ║y` + `a + `)."""
+    text = re.sub(r"[ \t]+(?=\n)", "", text)
+    return text if line_suffix.strip() else text.rstrip(" \t")
+
+
 def trim_added_trailing_newlines(text: str, replaced: str) -> str:
     """A regenerated range that did not end with a line break does not gain one (no blank line after a block)."""
     if replaced.endswith(("\n", "\r")):
@@ -204,6 +211,7 @@ def inline_edit(middle: str, text: str, cursor: int, fmt: Formatting = Formattin
     m = drop_duplicate_suffix_lines(m, around.next_lines, continues_line=bool(around.line_prefix.strip()))
     k = swallowed_closers(m, around.line_suffix)
     m = trim_line_suffix_overlap(m, around.line_suffix[k:])
+    m = trim_trailing_whitespace(m, around.line_suffix[k:])
     if is_blank(m) or m == around.line_suffix[:k]:
         return None
     return Edit(match_line_endings(m, around.eol), cursor, cursor + k)
