@@ -81,6 +81,14 @@ def as_completion(text: str, cursor: int, edit: Edit) -> CompletionEntry:
     return CompletionEntry(Edit(new_text, word, edit.end), label or new_text.strip()[:LABEL_CHARS], first)
 
 
+def _extending(edit: Edit, selected: Edit | None, cursor: int) -> Edit:
+    """`edit`, made in the document with `selected` inserted (the cursor after it), as an edit of the document
+    itself: over the selected item's range, its text first (swallowed closers after the cursor included)."""
+    if selected is None:
+        return edit
+    return Edit(selected.text + edit.text, selected.start, selected.end + (edit.end - cursor))
+
+
 def grammar_of(doc: Document) -> str | None:
     """The tree-sitter grammar for an LSP languageId, else None (the engine then goes by the file name)."""
     from infill.errors import UnknownLanguageError
@@ -138,21 +146,32 @@ class Completer:
         self.model_seconds = 0.0  # engine time (queueing included) of the answered model requests
 
     # -- at a cursor -----------------------------------------------------------------------------------------
-    async def at_cursor(self, doc: Document, cursor: int, invoked: bool = False) -> Edit | None:
-        """The suggestion to show at `cursor`, or None. `invoked`: asked for explicitly, so no debounce."""
+    async def at_cursor(self, doc: Document, cursor: int, invoked: bool = False,
+                        selected: Edit | None = None) -> Edit | None:
+        """The suggestion to show at `cursor`, or None. `invoked`: asked for explicitly, so no debounce.
+
+        `selected`: the item selected in the editor's own completion list (LSP `selectedCompletionInfo`). The
+        suggestion is then made as if it were inserted, and extends it: its edit replaces the same range and
+        starts with the same text, which is how VS Code shows ghost text beside its word suggestions."""
         settings = self._settings()
         self.counts["completions"] += 1
         if not settings.enabled(doc.language_id):
             self.counts["disabled"] += 1
             return None
-        if (reused := self.typethrough.lookup(doc.uri, doc.text, cursor)) is not None:
+        text, version = doc.text, doc.version
+        if selected is not None:
+            text = text[: selected.start] + selected.text + text[selected.end:]
+            cursor = selected.start + len(selected.text)
+        if (reused := self.typethrough.lookup(doc.uri, text, cursor)) is not None:
             self.counts["items"] += 1
-            return reused
+            return _extending(reused, selected, cursor)
         ticket = self.scheduler.ticket(doc.uri)
         if not await self.scheduler.debounce(ticket, 0 if invoked else settings.debounce_ms / 1000):
             return None
-        text, version = doc.text, doc.version
-        result = await self._fill(doc, self._message(doc, settings, cursor=cursor), supersedable=True)
+        if doc.version != version:
+            self.counts["stale"] += 1
+            return None
+        result = await self._fill(doc, self._message(doc, settings, cursor=cursor, text=text), supersedable=True)
         if result is None:
             return None
         if self.service.board.state == notices.SLOW:  # answered within the deadline again
@@ -169,7 +188,7 @@ class Completer:
             return None
         self.typethrough.remember(doc.uri, text, cursor, edit)
         self.counts["items"] += 1
-        return edit
+        return _extending(edit, selected, cursor)
 
     # -- over a range ----------------------------------------------------------------------------------------
     async def over_range(self, doc: Document, start: int, end: int) -> RangeFill:
@@ -237,10 +256,11 @@ class Completer:
 
     # -- pieces ---------------------------------------------------------------------------------------------
     def _message(self, doc: Document, settings: Settings, cursor: int | None = None,
-                 span: tuple[int, int] | None = None, quality: str | None = None) -> InfillMessage:
+                 span: tuple[int, int] | None = None, quality: str | None = None,
+                 text: str | None = None) -> InfillMessage:
         path = to_fs_path(doc.uri) if doc.uri.startswith("file:") else None
         # an editor's JS string can hold an unpaired surrogate; it cannot be encoded as UTF-8 for the model
-        return InfillMessage(id=self.scheduler.new_request_id(), text=replace_lone_surrogates(doc.text),
+        return InfillMessage(id=self.scheduler.new_request_id(), text=replace_lone_surrogates(doc.text if text is None else text),
                              cursor=cursor, range=span,
                              path=path, language=grammar_of(doc), quality=quality or settings.quality,
                              max_steps=settings.max_steps, seed=settings.seed, deadline_ms=settings.deadline_ms,

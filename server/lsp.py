@@ -213,7 +213,11 @@ async def inline_completion(ls: InfillServer, params: types.InlineCompletionPara
     if doc is None:
         return types.InlineCompletionList(items=[])
     invoked = params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked
-    edit = await ls.completer.at_cursor(doc, doc.offset(params.position, ls.encoding), invoked)
+    selected = None
+    if (info := params.context.selected_completion_info) is not None:  # the editor's completion list is open
+        lo, hi = range_offsets(doc.index, info.range, ls.encoding)
+        selected = Edit(info.text, lo, hi)
+    edit = await ls.completer.at_cursor(doc, doc.offset(params.position, ls.encoding), invoked, selected)
     if edit is None:
         return types.InlineCompletionList(items=[])
     item = types.InlineCompletionItem(insert_text=edit.text, range=ls.lsp_range(doc.uri, edit.start, edit.end))

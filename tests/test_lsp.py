@@ -176,6 +176,16 @@ async def test_completer_edit_cancels_the_running_request():
     assert service.cancelled == [service.calls[0].id] and completer.stats()["cancelled"] == 1
 
 
+async def test_a_suggestion_beside_the_editors_selected_completion_extends_it():
+    """VS Code shows ghost text while its word suggestions are open only when the suggestion extends the selected
+    one (LSP selectedCompletionInfo): the model is asked as if that word were inserted."""
+    service = ScriptedService(middle=" + 1)")
+    completer, doc = scripted(service, text="x = f(tot)\n", debounce=0)
+    edit = await completer.at_cursor(doc, 9, selected=Edit("total", 6, 9))
+    assert edit == Edit("total + 1)", 6, 10)  # swallows the auto-closed `)` as well
+    assert (service.calls[0].text, service.calls[0].cursor) == ("x = f(total)\n", 11)
+
+
 async def test_completer_type_through_makes_no_model_call():
     service = ScriptedService(middle="bcd)")
     completer, doc = scripted(service, debounce=0)
