@@ -278,14 +278,14 @@ class Completer:
             self.counts["cancelled"] += 1
             raise
         except FillError as exc:
-            self._count_failure(exc)
+            self._count_failure(exc, typing=supersedable)
             if raise_errors:
                 raise
             return None
         finally:
             self.scheduler.finish(doc.uri, msg.id)
 
-    def _count_failure(self, exc: FillError) -> None:
+    def _count_failure(self, exc: FillError, typing: bool) -> None:
         if isinstance(exc, Unavailable):
             self.counts["unavailable"] += 1
             log.debug("no model: %s", exc.message)
@@ -293,7 +293,7 @@ class Completer:
             self.counts[exc.code] += 1
             log.debug("%s: %s", exc.code, exc.message)
             board, deadline = self.service.board, self._settings().deadline_ms
-            if exc.code == ErrorCode.DEADLINE and board.state in (notices.READY, notices.SLOW) and deadline:
+            if typing and exc.code == ErrorCode.DEADLINE and board.state in (notices.READY, notices.SLOW) and deadline:
                 board.set(notices.SLOW, notices.slow(deadline), setting="deadline")
         else:
             self.counts["errors"] += 1
