@@ -10,7 +10,7 @@
 
 local H = {}
 
-local SUITE_TIMEOUT_MS = 110000
+local SUITE_TIMEOUT_MS = tonumber(vim.env.INFILL_TEST_SUITE_TIMEOUT_MS) or 110000
 
 --- Settings for fast, deterministic requests: a couple of denoising steps of the tiny model, through the
 --- model daemon that the server starts on this suite's own address (INFILL_TEST_DAEMON).
