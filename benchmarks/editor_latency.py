@@ -11,7 +11,11 @@ For each: the latency of every line's ghost text (none when the model proposed n
 counters over the typing (served, cancelled, failed at the deadline) and its CPU seconds (`infill daemon status`:
 cpu_seconds), per suggestion shown.
 
-    python benchmarks/editor_latency.py --interval-ms 300 --out benchmarks/results
+    python benchmarks/editor_latency.py --out benchmarks/results                  # both editors, label "after"
+    python benchmarks/editor_latency.py --editors vscode --label before --out ...   # e.g. with an older checkout
+
+Each run goes into benchmarks/results/editor_latency.json under its label (other labels are kept), and
+editor_latency.md is written again from all of them.
 
 Needs editors/setup_vscode_e2e.sh (VS Code) and an nvim of 0.12 (Neovim); the extension is built first.
 """
@@ -90,40 +94,58 @@ def neovim(interval_ms: int) -> dict:
         if proc.returncode != 0 or not (t / "out.json").exists():
             raise SystemExit(f"Neovim run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
         raw = json.loads((t / "out.json").read_text())
-    raw["latencies_ms"] = [None if x is None or x == {} else x for x in raw["latencies_ms"]]
     return summarize(raw)
 
 
-def table(results: dict) -> str:
-    rows = ["| editor | suggestions shown / lines | last key -> ghost text p50 | max | daemon: served / cancelled / "
-            "deadline | daemon CPU s | CPU s per suggestion |", "|---|---|---:|---:|---|---:|---:|"]
-    for editor, r in results.items():
-        if not isinstance(r, dict) or "latencies_ms" not in r:
-            continue
-        p50 = f"{r['latency_p50_ms'] / 1000:.2f} s" if r["latency_p50_ms"] is not None else "-"
-        top = f"{r['latency_max_ms'] / 1000:.2f} s" if r["latency_max_ms"] is not None else "-"
-        per = r["daemon_cpu_seconds_per_suggestion"]
-        rows.append(f"| {editor} | {r['suggestions']} / {len(r['latencies_ms'])} | {p50} | {top} | "
-                    f"{r['served']} / {r['cancelled']} / {r['failed']} | {r['daemon_cpu_seconds']} | "
-                    f"{per if per is not None else '-'} |")
+def table(runs: dict) -> str:
+    rows = ["| run | editor | suggestions shown / lines | last key -> ghost text p50 | max | daemon: served / "
+            "cancelled / failed (deadline) | daemon CPU s | CPU s per suggestion |",
+            "|---|---|---|---:|---:|---|---:|---:|"]
+    for label, run in runs.items():
+        for editor in ("vscode", "neovim"):
+            r = run.get(editor)
+            if r is None:
+                continue
+            p50 = f"{r['latency_p50_ms'] / 1000:.2f} s" if r["latency_p50_ms"] is not None else "-"
+            top = f"{r['latency_max_ms'] / 1000:.2f} s" if r["latency_max_ms"] is not None else "-"
+            per = r["daemon_cpu_seconds_per_suggestion"]
+            rows.append(f"| {label} ({run['commit']}, {run['date']}) | {editor} | {r['suggestions']} / "
+                        f"{len(r['latencies_ms'])} | {p50} | {top} | {r['served']} / {r['cancelled']} / "
+                        f"{r['failed']} | {r['daemon_cpu_seconds']} | {per if per is not None else '-'} |")
     return "\n".join(rows)
+
+
+def commit() -> str:
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
+                           text=True).stdout.strip()
+    return out.stdout.strip() + ("+changes" if dirty else "")
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--interval-ms", type=int, default=300, help="between keys (default 300)")
     p.add_argument("--editors", nargs="+", default=["vscode", "neovim"], choices=["vscode", "neovim"])
-    p.add_argument("--out", type=Path, help="write editor_latency.json and .md here")
+    p.add_argument("--label", default="after", help="the name of this run in the results (default after)")
+    p.add_argument("--out", type=Path, help="add the run to editor_latency.json here and rewrite editor_latency.md")
     args = p.parse_args()
-    results: dict = {"machine": f"{platform.node()}: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}",
-                     "interval_ms": args.interval_ms, "lines": LINES, "date": time.strftime("%Y-%m-%d %H:%M")}
+    run: dict = {"machine": f"{platform.node()}: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f} at start",
+                 "interval_ms": args.interval_ms, "lines": LINES, "date": time.strftime("%Y-%m-%d %H:%M"),
+                 "commit": commit(), "command": " ".join(["python", *sys.argv])}
     for editor in args.editors:
-        results[editor] = (vscode if editor == "vscode" else neovim)(args.interval_ms)
-        print(editor, json.dumps(results[editor]), flush=True)
-    print(table(results))
+        run[editor] = (vscode if editor == "vscode" else neovim)(args.interval_ms)
+        print(editor, json.dumps(run[editor]), flush=True)
+    runs = {args.label: run}
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "editor_latency.json").write_text(json.dumps(results, indent=2) + "\n")
+        path = args.out / "editor_latency.json"
+        runs = {**(json.loads(path.read_text()) if path.exists() else {}), args.label: run}
+        path.write_text(json.dumps(runs, indent=2) + "\n")
+        (args.out / "editor_latency.md").write_text(
+            f"# Last keystroke -> ghost text, in the editors\n\n{__doc__.split(chr(10) + chr(10))[0]}\n\n"
+            + table(runs) + "\n\n" + "\n".join(f"- {label}: `{r['command']}`; {r['machine']}"
+                                               for label, r in runs.items()) + "\n")
+    print(table(runs))
     return 0
 
 
