@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import socket
 import statistics
 import subprocess
@@ -131,7 +132,7 @@ def main() -> int:
     args = p.parse_args()
     run: dict = {"machine": f"{platform.node()}: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f} at start",
                  "interval_ms": args.interval_ms, "lines": LINES, "date": time.strftime("%Y-%m-%d %H:%M"),
-                 "commit": commit(), "command": " ".join(["python", *sys.argv])}
+                 "commit": commit(), "command": shlex.join(["python", *sys.argv])}
     for editor in args.editors:
         run[editor] = (vscode if editor == "vscode" else neovim)(args.interval_ms)
         print(editor, json.dumps(run[editor]), flush=True)
@@ -144,6 +145,7 @@ def main() -> int:
         (args.out / "editor_latency.md").write_text(
             f"# Last keystroke -> ghost text, in the editors\n\n{__doc__.split(chr(10) + chr(10))[0]}\n\n"
             + table(runs) + "\n\n" + "\n".join(f"- {label}: `{r['command']}`; {r['machine']}"
+                                               + (f"; {r['note']}" if r.get("note") else "")
                                                for label, r in runs.items()) + "\n")
     print(table(runs))
     return 0
