@@ -101,7 +101,8 @@ def grammar_of(doc: Document) -> str | None:
 
 
 def range_edit_is_safe(text: str, edit: Edit, language: str | None) -> str | None:
-    """None when applying `edit` to `text` keeps the file's syntax, else why not (one line, for the user).
+    """None when applying `edit` to `text` keeps the file's syntax, else why not ("would not compile (line 2:
+    invalid syntax)", "would add 1 syntax error (line 6)"), for the user.
 
     Python: the edited file must compile() when the original did. Every grammar (and Python code that did not
     compile before): the edit adds no tree-sitter ERROR or MISSING node (`infill.syntax.check_splice`), so a
@@ -112,7 +113,7 @@ def range_edit_is_safe(text: str, edit: Edit, language: str | None) -> str | Non
     new = text[: edit.start] + edit.text + text[edit.end:]
     if language == "python" and _compiles(text) is None:
         problem = _compiles(new)
-        return None if problem is None else f"it would not compile ({problem})"
+        return None if problem is None else f"would not compile ({problem})"
     if language is None:
         return None
     verdict = check_splice(text, edit.start, edit.end, edit.text, language)
@@ -122,7 +123,7 @@ def range_edit_is_safe(text: str, edit: Edit, language: str | None) -> str | Non
     if verdict.first_error is not None:
         line = text.count("\n", 0, edit.start) + edit.text.count("\n", 0, verdict.first_error) + 1
         where = f" (line {line})"
-    return f"it would add {verdict.added} syntax error{'s' if verdict.added > 1 else ''}{where}"
+    return f"would add {verdict.added} syntax error{'s' if verdict.added > 1 else ''}{where}"
 
 
 def _compiles(source: str) -> str | None:
@@ -210,7 +211,7 @@ class Completer:
             return RangeFill(None, result, "the model proposed no change")
         if (problem := range_edit_is_safe(text, edit, msg.language or language_for_path(msg.path))) is not None:
             self.counts["refused"] += 1
-            return RangeFill(None, result, f"the model's code was not applied: {problem}; the document is unchanged",
+            return RangeFill(None, result, f"not applied: the model's code {problem}",
                              refused=True)
         return RangeFill(edit, result)
 

@@ -28,7 +28,7 @@ end
 local function assert_refused(before, outcome, shown)
   H.truthy(not outcome.applied, "applied")
   H.log("     refused: " .. tostring(outcome.error))
-  H.truthy(outcome.error:find("was not applied: it would ", 1, true), "the reason: " .. tostring(outcome.error))
+  H.truthy(outcome.error:find("not applied: the model's code would ", 1, true), "the reason: " .. tostring(outcome.error))
   H.eq(before, H.lines(buf), "the buffer")
   H.truthy(vim.iter(shown):any(function(m) return m:find(outcome.error, 1, true) ~= nil end), "the reason is shown")
 end

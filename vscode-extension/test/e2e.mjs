@@ -305,8 +305,9 @@ async function main() {
       await page.screenshot({ path: join(ARTIFACTS, "fix-block.png") });
       measures.fix = "applied";
     } else {
-      check(/was not applied: it would not compile/.test(fix), `unexpected message: ${fix}`);
+      check(/not applied: the model's code would not compile/.test(fix), `unexpected message: ${fix}`);
       check(readFileSync(file, "utf8") === typed && !(await page.$(".tab.active.dirty")), "a refused fix changed the document");
+      await page.waitForTimeout(800); // the notification slides in
       await page.screenshot({ path: join(ARTIFACTS, "refused-fix.png") });
       measures.fix = `refused: ${fix}`;
       await page.keyboard.press("Escape");
