@@ -307,7 +307,10 @@ async function main() {
     } else {
       check(/not applied: the model's code would not compile/.test(fix), `unexpected message: ${fix}`);
       check(readFileSync(file, "utf8") === typed && !(await page.$(".tab.active.dirty")), "a refused fix changed the document");
-      await page.waitForTimeout(800); // the notification slides in
+      await page.waitForTimeout(800); // the notification slides in; then show all of its message
+      await page.hover(".notification-toast").catch(() => {});
+      await page.click(".notification-toast .codicon-notifications-expand", { timeout: 2000 }).catch(() => {});
+      await page.waitForTimeout(300);
       await page.screenshot({ path: join(ARTIFACTS, "refused-fix.png") });
       measures.fix = `refused: ${fix}`;
       await page.keyboard.press("Escape");
