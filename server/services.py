@@ -203,7 +203,6 @@ class DaemonService:
         self._closed = False
         self.reconnects = 0
         self.board = StateBoard()
-        self.daemon_status: dict[str, Any] = {}  # the daemon's last status (extra fields flattened)
 
     @property
     def description(self) -> str:
@@ -309,8 +308,6 @@ class DaemonService:
             self._lost("the connection closed")
 
     def _describe_daemon(self, status: Any, address: str) -> None:
-        self.daemon_status = {"model": status.model, "device": status.device, "dtype": status.dtype,
-                              "served": status.served, "model_name": status.extra.get("model_name")}
         name = status.extra.get("model_name") or notices.model_name(status.model)
         if status.extra.get("protocol") != PROTOCOL_VERSION:
             theirs = f"version {status.extra.get('version', 'unknown')}, protocol {status.extra.get('protocol', 1)}"

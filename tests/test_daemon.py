@@ -231,6 +231,27 @@ async def test_deadline(daemon):
     assert daemon.status().failed == 1
 
 
+async def test_a_deadline_starts_when_the_model_is_ready(tiny_engine, runtime_dir):
+    """A request that arrives while the model loads is answered once it is ready: its deadline (here far shorter
+    than the load) counts from then. It used to time out during the load, and the editor never asked again."""
+    gate = threading.Event()
+    daemon = Daemon(lambda: gate.wait(30) and tiny_engine, DaemonConfig(port=0))
+    await daemon.start()
+    try:
+        async with client(daemon) as c:
+            first = asyncio.create_task(c.infill(infill("early", deadline_ms=300)))
+            await asyncio.sleep(0.9)  # three deadlines' worth of loading
+            assert not first.done() and daemon.engine is None
+            gate.set()
+            result = await asyncio.wait_for(first, 30)
+            assert result.id == "early" and result.queued_seconds >= 0.9
+            with pytest.raises(FillError) as err:  # once ready, the deadline holds as before
+                await c.infill(infill("late", max_steps=1000, lengths=(32,), deadline_ms=300))
+            assert err.value.code == ErrorCode.DEADLINE
+    finally:
+        await daemon.stop()
+
+
 async def test_drafts_stream_before_the_result_and_never_after(daemon):
     async with raw(daemon) as ws:
         await ws.send(infill("s", max_steps=6, stream=True).to_json())
