@@ -34,6 +34,7 @@ from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 from pygls.protocol.language_server import lsp_method
 
+from . import notices
 from .completions import FILL_SELECTION, FIX_BLOCK, Completer, as_completion
 from .contract import FILL_RANGE, SECTION, STATE, STATUS
 from .documents import DocumentStore, line_index, range_offsets, to_range
@@ -125,9 +126,12 @@ class InfillServer(LanguageServer):
             loop.call_soon_threadsafe(self.window_log_message, params)
 
     def publish_state(self, notice: Notice) -> None:
-        """Send the server's state to the client (server.contract.STATE), once the session is initialized."""
+        """Send the server's state to the client (server.contract.STATE) once the session is initialized; one that
+        needs the user also goes to the log, for editors that do not render the notification."""
         if self._initialized:
             self.protocol.notify(STATE, notice.to_json())
+            if notice.state in notices.WARN:
+                self.notify(logging.WARNING, f"infill: {notice.message}")
 
     def report_server_error(self, error: Exception, source: Any) -> None:
         """Errors outside a request go to the log, never to an error popup."""

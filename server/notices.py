@@ -33,7 +33,7 @@ from .contract import DEFAULT_PORT, STATES
 log = logging.getLogger(__name__)
 
 STARTING, LOADING, READY, SLOW, REFUSED, UNAVAILABLE, FAILED = STATES
-PROBLEMS = (SLOW, REFUSED, UNAVAILABLE, FAILED)  # states a client brings to the user's attention
+WARN = (SLOW, REFUSED, FAILED)  # states that need the user: clients warn, the server logs them
 
 
 @dataclass(frozen=True)

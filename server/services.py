@@ -12,7 +12,7 @@ daemon goes away, requests fail with `Unavailable` at once and a reconnect loop 
 doubling up to `max_backoff`); a request that arrives while disconnected wakes it early.
 
 Both services keep a `server.notices.StateBoard` up to date (starting, loading, ready, refused, unavailable,
-failed); the language server publishes its changes to the editor.
+failed); the language server publishes its changes to the editor, and logs the ones that need the user.
 """
 
 from __future__ import annotations
@@ -254,9 +254,9 @@ class DaemonService:
             except Exception as exc:
                 self._starting = False
                 message = self._failed_to_connect(address, exc)
-                if message != said:
+                if message != said and self.board.state == UNAVAILABLE:  # the others: the board's log line
                     self._notify(logging.WARNING, f"infill: {message}; retrying")
-                    said = message
+                said = message
                 first = False
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
@@ -311,9 +311,7 @@ class DaemonService:
         name = status.extra.get("model_name") or notices.model_name(status.model)
         if status.extra.get("protocol") != PROTOCOL_VERSION:
             theirs = f"version {status.extra.get('version', 'unknown')}, protocol {status.extra.get('protocol', 1)}"
-            message = notices.other_version(address, theirs)
-            self._notify(logging.WARNING, f"infill: {message}")
-            self.board.set(REFUSED, message, setting="daemon", model=name)
+            self.board.set(REFUSED, notices.other_version(address, theirs), setting="daemon", model=name)
         elif not status.extra.get("ready", True):
             self.board.set(LOADING, notices.loading(name), model=name)
         else:
