@@ -636,11 +636,15 @@ async def daemon_setup(tiny_model_dir, tmp_path_factory):
     while not (await status(client)).backend.connected:
         assert time.monotonic() < deadline, "the language server did not connect to the daemon"
         await asyncio.sleep(0.1)
-    yield {"client": client, "env": env, "port": port, "address": address, "procs": procs,
-           "model": str(tiny_model_dir)}
-    await stop_server(client)
-    for proc in procs:
-        kill(proc)
+    try:
+        yield {"client": client, "env": env, "port": port, "address": address, "procs": procs,
+               "model": str(tiny_model_dir)}
+    finally:
+        try:
+            await stop_server(client)
+        finally:
+            for proc in procs:
+                kill(proc)
 
 
 @on_module_loop

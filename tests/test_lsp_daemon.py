@@ -81,46 +81,51 @@ async def test_the_first_request_is_answered_while_the_daemon_starts_and_the_dae
     address = f"ws://127.0.0.1:{port}"
     idle = 2
     settings = {**FAST, "deadline": 500, "daemon": address, "daemonIdleExit": idle}
-    client = await start_server([], env, settings)
     try:
-        uri = open_doc(client, "first.py", PY)
-        pos = end_of(PY, "total = ")
-        first = asyncio.ensure_future(inline(client, uri, pos))
-        state_then = await status(client)
-        result = await asyncio.wait_for(first, 120)
-        assert len(result.items) == 1 and result.items[0].insert_text.strip()
-        assert state_then.state.state in ("starting", "loading"), state_then  # asked before the model was ready
-        assert states(client)[-1] == "ready" and {"starting", "loading"} & set(states(client)), states(client)
-        named = await wait_for("the model's name", lambda: client.states[-1]["model"].startswith("DiffusionGemma "))
-        assert named and "tiny-model" not in client.states[-1]["model"]  # from config.json, not the folder
-        messages = [m.message for m in client.log_messages]
-        assert any(f"daemon at {address}" in m for m in messages)
-        assert not any("8977" in m for m in messages), messages  # the default address is never named
-        with runtime_of(env):
-            pid = auth.read_state(port)["pid"]
-        assert (await status(client)).backend.daemon_pid == pid
-        by_hand.wait_ready()
-        async with by_hand.client() as c:  # a client comes and goes: the hand-started daemon has no idle exit
-            assert (await c.status()).extra["idle_exit"] is None
-    finally:
-        await stop_server(client)
-    gone = time.monotonic()
-    await wait_for("the daemon to exit once idle", lambda: not pid_alive(pid), timeout=60)
-    waited = time.monotonic() - gone
-    assert waited >= idle * 0.9, f"it exited {waited:.1f} s after the editor left, before its idle time of {idle} s"
-    assert by_hand.alive(), "the daemon started by hand exited too"
-    assert f"no connection for {idle} s" in auth_log(env, port)
-    by_hand.stop()
+        client = await start_server([], env, settings)
+        try:
+            uri = open_doc(client, "first.py", PY)
+            pos = end_of(PY, "total = ")
+            first = asyncio.ensure_future(inline(client, uri, pos))
+            state_then = await status(client)
+            result = await asyncio.wait_for(first, 120)
+            assert len(result.items) == 1 and result.items[0].insert_text.strip()
+            assert state_then.state.state in ("starting", "loading"), state_then  # asked before it was ready
+            assert states(client)[-1] == "ready" and {"starting", "loading"} & set(states(client)), states(client)
+            named = await wait_for("the model's name", lambda: client.states[-1]["model"].startswith("DiffusionGemma "))
+            assert named and "tiny-model" not in client.states[-1]["model"]  # from config.json, not the folder
+            messages = [m.message for m in client.log_messages]
+            assert any(f"daemon at {address}" in m for m in messages)
+            assert not any("8977" in m for m in messages), messages  # the default address is never named
+            with runtime_of(env):
+                pid = auth.read_state(port)["pid"]
+            assert (await status(client)).backend.daemon_pid == pid
+            by_hand.wait_ready()
+            async with by_hand.client() as c:  # a client comes and goes: the hand-started daemon has no idle exit
+                assert (await c.status()).extra["idle_exit"] is None
+        finally:
+            await stop_server(client)
+        gone = time.monotonic()
+        await wait_for("the daemon to exit once idle", lambda: not pid_alive(pid), timeout=60)
+        waited = time.monotonic() - gone
+        assert waited >= idle * 0.9, f"it exited {waited:.1f} s after the editor left, before its idle time {idle} s"
+        assert by_hand.alive(), "the daemon started by hand exited too"
+        assert f"no connection for {idle} s" in auth_log(env, port)
+        by_hand.stop()
 
-    client = await start_server([], env, settings)  # the next editor starts it again
-    try:
-        uri = open_doc(client, "again.py", PY)
-        result = await asyncio.wait_for(inline(client, uri, end_of(PY, "total = ")), 120)
-        assert len(result.items) == 1
-        with runtime_of(env):
-            assert auth.read_state(port)["pid"] not in (pid, None)
-    finally:
-        await stop_server(client)
+        client = await start_server([], env, settings)  # the next editor starts it again
+        try:
+            uri = open_doc(client, "again.py", PY)
+            result = await asyncio.wait_for(inline(client, uri, end_of(PY, "total = ")), 120)
+            assert len(result.items) == 1
+            with runtime_of(env):
+                assert auth.read_state(port)["pid"] not in (pid, None)
+        finally:
+            await stop_server(client)
+    finally:  # also when an assertion failed: no daemon of this test outlives it
+        by_hand.stop()
+        subprocess.run([sys.executable, "-m", "infill", "daemon", "stop", "--port", str(port)], env=env,
+                       capture_output=True, timeout=60)
 
 
 def auth_log(env: dict[str, str], port: int) -> str:
