@@ -101,6 +101,11 @@ class DaemonClient:
                 await self._reader
         self._ws = self._reader = None
 
+    async def wait_closed(self) -> None:
+        """Until the connection is closed, by either side (returns at once when not connected)."""
+        if self._reader is not None:
+            await asyncio.wait([self._reader])  # cancelling this wait leaves the reader running
+
     async def __aenter__(self) -> DaemonClient:
         if not self.connected:
             await self.connect()
@@ -121,7 +126,9 @@ class DaemonClient:
             await self._send(msg.to_json())
             return await future
         except asyncio.CancelledError:  # the caller gave up: so does the daemon
-            if not future.done():
+            # Cancelling the awaiting task cancels `future` too: only an answer that arrived means the daemon is done.
+            answered = future.done() and not future.cancelled()
+            if not answered:
                 with contextlib.suppress(FillError):
                     await asyncio.shield(self._send(CancelMessage(msg.id).to_json()))
             raise
@@ -179,10 +186,10 @@ class DaemonClient:
                 waiter.set_result(msg)
             return
         entry = self._pending.get(getattr(msg, "id", None) or "")
-        if entry is None:
-            if isinstance(msg, ErrorMessage):
+        if entry is None:  # a late draft or answer for a request already given up on (cancelled: expected)
+            if isinstance(msg, ErrorMessage) and (msg.id is None or msg.code != ErrorCode.CANCELLED):
                 log.warning("daemon error: %s: %s", msg.code, msg.message)
-            return  # a late draft or answer for a request already given up on
+            return
         future, on_progress = entry
         if future.done():
             return
@@ -199,6 +206,15 @@ class DaemonClient:
 
 
 # -- starting a daemon on demand ------------------------------------------------------------------------------
+class DaemonExited(Unavailable):
+    """The daemon `ensure_daemon` started exited before it answered; `status` is its exit status (3: the model
+    could not load) and the message ends with the last lines of its log."""
+
+    def __init__(self, message: str, status: int | None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 def _port(address: str) -> int:
     parts = urlsplit(address)
     return parts.port or DEFAULT_PORT
@@ -249,12 +265,13 @@ async def ensure_daemon(address: str = DEFAULT_ADDRESS, model: str | None = None
         if exited_at is None and proc.poll() is not None:
             exited_at = time.monotonic()  # maybe lost a race for the port to another daemon: look a bit longer
         if exited_at is not None and time.monotonic() - exited_at > 2:
-            raise Unavailable(f"the daemon exited with status {proc.returncode}: {_tail(log_file)}")
+            raise DaemonExited(f"the daemon exited with status {proc.returncode}: {tail(log_file)}", proc.returncode)
     raise Unavailable(f"the daemon started (pid {proc.pid}) did not answer within {timeout:g} s; "
                             f"see {log_file}")
 
 
-def _tail(path: Path, lines: int = 5) -> str:
+def tail(path: Path, lines: int = 5) -> str:
+    """The last lines of a log file, joined with " | " (for one-line messages)."""
     try:
         text = path.read_text(errors="replace").strip().splitlines()
     except OSError:

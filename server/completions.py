@@ -1,13 +1,15 @@
 """The language server's requests, free of LSP types: a suggestion at a cursor, a regenerated range.
 
     at_cursor:  type-through reuse ─▶ debounce ─▶ service.fill(cursor) ─▶ postprocess.inline_edit ─▶ Edit
-    over_range: service.fill(range) ─▶ postprocess.range_edit ─▶ Edit
+    over_range: service.fill(range) ─▶ postprocess.range_edit ─▶ range_edit_is_safe ─▶ Edit (or a refusal)
     targets:    the ranges the code actions would regenerate (the block under the cursor, the selection)
     as_completion: a suggestion as a completion item (label, filter text, the word it replaces)
 
 Failures never reach the editor as errors: a cancelled, superseded, failed or unavailable request is an
-empty answer (None), and the reason goes to the log. `stats()` counts what happened, for `infill/status`,
-the tests and the latency benchmark.
+empty answer (None), and the reason goes to the log. A suggestion that runs past the deadline turns the
+state to "slow" (server.notices), the next one shown turns it back. A range edit that would break the file's
+syntax is refused with a message, never applied. `stats()` counts what happened, for `infill/status`, the
+tests and the latency benchmark.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from typing import Any
 
 from pygls.uris import to_fs_path
 
+from infill.syntax import language_for_path
+
+from . import notices
 from .documents import Document
 from .postprocess import Edit, Formatting, detect_formatting, inline_edit, range_edit
 from .protocol import ErrorCode, FillError, InfillMessage, ResultMessage, Unavailable, replace_lone_surrogates
@@ -42,6 +47,7 @@ class RangeFill:
     edit: Edit | None
     result: ResultMessage | None
     error: str | None = None
+    refused: bool = False  # the model answered, but its text would break the file's syntax
 
     def summary(self) -> dict[str, Any]:
         """What infill.fillRange answers, before the client applies the edit."""
@@ -49,6 +55,8 @@ class RangeFill:
         if self.result is not None:
             out.update(model=self.result.model, seconds=self.result.seconds, syntax_ok=self.result.syntax_ok,
                        steps=self.result.steps)
+        if self.refused:
+            out["refused"] = True
         return out | ({"error": self.error} if self.edit is None else {"text": self.edit.text})
 
 
@@ -73,6 +81,14 @@ def as_completion(text: str, cursor: int, edit: Edit) -> CompletionEntry:
     return CompletionEntry(Edit(new_text, word, edit.end), label or new_text.strip()[:LABEL_CHARS], first)
 
 
+def _extending(edit: Edit, selected: Edit | None, cursor: int) -> Edit:
+    """`edit`, made in the document with `selected` inserted (the cursor after it), as an edit of the document
+    itself: over the selected item's range, its text first (swallowed closers after the cursor included)."""
+    if selected is None:
+        return edit
+    return Edit(selected.text + edit.text, selected.start, selected.end + (edit.end - cursor))
+
+
 def grammar_of(doc: Document) -> str | None:
     """The tree-sitter grammar for an LSP languageId, else None (the engine then goes by the file name)."""
     from infill.errors import UnknownLanguageError
@@ -82,6 +98,43 @@ def grammar_of(doc: Document) -> str | None:
         return normalize_language(doc.language_id)
     except UnknownLanguageError:
         return None
+
+
+def range_edit_is_safe(text: str, edit: Edit, language: str | None) -> str | None:
+    """None when applying `edit` to `text` keeps the file's syntax, else why not ("would not compile (line 2:
+    invalid syntax)", "would add 1 syntax error (line 6)"), for the user.
+
+    Python: the edited file must compile() when the original did. Every grammar (and Python code that did not
+    compile before): the edit adds no tree-sitter ERROR or MISSING node (`infill.syntax.check_splice`), so a
+    region that was already broken may stay broken but not get worse. No grammar: nothing to check.
+    (When the "real syntax check" of issue 15 lands in infill.syntax, only this body changes.)"""
+    from infill.syntax import check_splice
+
+    new = text[: edit.start] + edit.text + text[edit.end:]
+    if language == "python" and _compiles(text) is None:
+        problem = _compiles(new)
+        return None if problem is None else f"would not compile ({problem})"
+    if language is None:
+        return None
+    verdict = check_splice(text, edit.start, edit.end, edit.text, language)
+    if verdict.ok:
+        return None
+    where = ""
+    if verdict.first_error is not None:
+        line = text.count("\n", 0, edit.start) + edit.text.count("\n", 0, verdict.first_error) + 1
+        where = f" (line {line})"
+    return f"would add {verdict.added} syntax error{'s' if verdict.added > 1 else ''}{where}"
+
+
+def _compiles(source: str) -> str | None:
+    """None when `source` compiles as a Python module, else "line N: what" (compile's message)."""
+    try:
+        compile(source, "<infill>", "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        return f"line {exc.lineno}: {exc.msg}"
+    except ValueError as exc:  # null bytes
+        return str(exc)
+    return None
 
 
 class Completer:
@@ -94,23 +147,36 @@ class Completer:
         self.model_seconds = 0.0  # engine time (queueing included) of the answered model requests
 
     # -- at a cursor -----------------------------------------------------------------------------------------
-    async def at_cursor(self, doc: Document, cursor: int, invoked: bool = False) -> Edit | None:
-        """The suggestion to show at `cursor`, or None. `invoked`: asked for explicitly, so no debounce."""
+    async def at_cursor(self, doc: Document, cursor: int, invoked: bool = False,
+                        selected: Edit | None = None) -> Edit | None:
+        """The suggestion to show at `cursor`, or None. `invoked`: asked for explicitly, so no debounce.
+
+        `selected`: the item selected in the editor's own completion list (LSP `selectedCompletionInfo`). The
+        suggestion is then made as if it were inserted, and extends it: its edit replaces the same range and
+        starts with the same text, which is how VS Code shows ghost text beside its word suggestions."""
         settings = self._settings()
         self.counts["completions"] += 1
         if not settings.enabled(doc.language_id):
             self.counts["disabled"] += 1
             return None
-        if (reused := self.typethrough.lookup(doc.uri, doc.text, cursor)) is not None:
+        text, version = doc.text, doc.version
+        if selected is not None:
+            text = text[: selected.start] + selected.text + text[selected.end:]
+            cursor = selected.start + len(selected.text)
+        if (reused := self.typethrough.lookup(doc.uri, text, cursor)) is not None:
             self.counts["items"] += 1
-            return reused
+            return _extending(reused, selected, cursor)
         ticket = self.scheduler.ticket(doc.uri)
         if not await self.scheduler.debounce(ticket, 0 if invoked else settings.debounce_ms / 1000):
             return None
-        text, version = doc.text, doc.version
-        result = await self._fill(doc, self._message(doc, settings, cursor=cursor), supersedable=True)
+        if doc.version != version:
+            self.counts["stale"] += 1
+            return None
+        result = await self._fill(doc, self._message(doc, settings, cursor=cursor, text=text), supersedable=True)
         if result is None:
             return None
+        if self.service.board.state == notices.SLOW:  # answered within the deadline again
+            self.service.board.set(notices.READY, notices.ready(self.service.board.notice.model))
         if doc.version != version:  # edited meanwhile: the editor has moved on
             self.counts["stale"] += 1
             return None
@@ -123,7 +189,7 @@ class Completer:
             return None
         self.typethrough.remember(doc.uri, text, cursor, edit)
         self.counts["items"] += 1
-        return edit
+        return _extending(edit, selected, cursor)
 
     # -- over a range ----------------------------------------------------------------------------------------
     async def over_range(self, doc: Document, start: int, end: int) -> RangeFill:
@@ -134,12 +200,20 @@ class Completer:
         try:
             result = await self._fill(doc, msg, supersedable=False, raise_errors=True)
         except FillError as exc:
+            if exc.code == ErrorCode.DEADLINE and msg.deadline_ms is not None:
+                return RangeFill(None, None, notices.deadline_passed(msg.deadline_ms))
             return RangeFill(None, None, exc.message)
         assert result is not None
         if doc.version != version:
-            return RangeFill(None, result, "the document changed while the model was working")
+            return RangeFill(None, result, "the document changed while the model was working; nothing was changed")
         edit = range_edit(result.text, text, result.start, result.end, self._formatting(settings, text))
-        return RangeFill(edit, result, None if edit is not None else "the model proposed no change")
+        if edit is None:
+            return RangeFill(None, result, "the model proposed no change")
+        if (problem := range_edit_is_safe(text, edit, msg.language or language_for_path(msg.path))) is not None:
+            self.counts["refused"] += 1
+            return RangeFill(None, result, f"not applied: the model's code {problem}",
+                             refused=True)
+        return RangeFill(edit, result)
 
     def targets(self, doc: Document, start: int, end: int) -> dict[str, tuple[int, int]]:
         """What the code actions at [start, end) would regenerate: FIX_BLOCK, the tree-sitter block under the
@@ -152,6 +226,15 @@ class Completer:
         if end > start:
             out[FILL_SELECTION] = (start, end)
         return out
+
+    def is_broken(self, doc: Document, start: int, end: int) -> bool:
+        """Whether [start, end) of the document holds a syntax error (tree-sitter ERROR or MISSING node)."""
+        from infill.syntax import syntax_errors
+
+        language = grammar_of(doc) or language_for_path(to_fs_path(doc.uri) if doc.uri.startswith("file:") else None)
+        if language is None:
+            return False
+        return any(e.start < end and e.end >= start for e in syntax_errors(doc.text, language))
 
     def block(self, doc: Document, start: int, end: int) -> tuple[int, int] | None:
         """The tree-sitter block under a cursor or a selection (`infill.spans.block_at`), None on blank text."""
@@ -174,10 +257,11 @@ class Completer:
 
     # -- pieces ---------------------------------------------------------------------------------------------
     def _message(self, doc: Document, settings: Settings, cursor: int | None = None,
-                 span: tuple[int, int] | None = None, quality: str | None = None) -> InfillMessage:
+                 span: tuple[int, int] | None = None, quality: str | None = None,
+                 text: str | None = None) -> InfillMessage:
         path = to_fs_path(doc.uri) if doc.uri.startswith("file:") else None
         # an editor's JS string can hold an unpaired surrogate; it cannot be encoded as UTF-8 for the model
-        return InfillMessage(id=self.scheduler.new_request_id(), text=replace_lone_surrogates(doc.text),
+        return InfillMessage(id=self.scheduler.new_request_id(), text=replace_lone_surrogates(doc.text if text is None else text),
                              cursor=cursor, range=span,
                              path=path, language=grammar_of(doc), quality=quality or settings.quality,
                              max_steps=settings.max_steps, seed=settings.seed, deadline_ms=settings.deadline_ms,
@@ -195,20 +279,23 @@ class Completer:
             self.counts["cancelled"] += 1
             raise
         except FillError as exc:
-            self._count_failure(exc)
+            self._count_failure(exc, typing=supersedable)
             if raise_errors:
                 raise
             return None
         finally:
             self.scheduler.finish(doc.uri, msg.id)
 
-    def _count_failure(self, exc: FillError) -> None:
+    def _count_failure(self, exc: FillError, typing: bool) -> None:
         if isinstance(exc, Unavailable):
             self.counts["unavailable"] += 1
             log.debug("no model: %s", exc.message)
         elif exc.code in (ErrorCode.CANCELLED, ErrorCode.DEADLINE):
             self.counts[exc.code] += 1
             log.debug("%s: %s", exc.code, exc.message)
+            board, deadline = self.service.board, self._settings().deadline_ms
+            if typing and exc.code == ErrorCode.DEADLINE and board.state in (notices.READY, notices.SLOW) and deadline:
+                board.set(notices.SLOW, notices.slow(deadline), setting="deadline")
         else:
             self.counts["errors"] += 1
             log.warning("infill request failed (%s): %s", exc.code, exc.message)
@@ -220,7 +307,7 @@ class Completer:
     def stats(self) -> dict[str, Any]:
         tt = self.typethrough
         counted = ("completions", "items", "model_calls", "disabled", "stale", "filtered", "cancelled", "deadline",
-                   "unavailable", "errors")
+                   "unavailable", "errors", "refused")
         return {**{k: self.counts[k] for k in counted}, **self.counts, "typethrough_hits": tt.hits, "typethrough_misses": tt.misses,
                 "typethrough_rate": tt.rate, "superseded": self.scheduler.superseded,
                 "cancelled_running": self.scheduler.cancelled, "model_seconds": round(self.model_seconds, 4)}

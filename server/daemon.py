@@ -10,6 +10,11 @@
   the requests' candidate canvases share forward passes. Results say `batch_size` and `queued_seconds`.
 - **Cancellation and deadlines** answer at once: a queued request leaves the queue, a running one is marked
   and the engine drops its rows at the next denoising step. A client that disconnects cancels its requests.
+  A deadline counts from the request's arrival, or from the moment the model is ready for a request that
+  arrived while it loaded: the first request of an editor is answered, not timed out by the load.
+- **Idle exit** (`idle_exit`, `infill daemon --idle-exit S`, what `infill lsp` passes to a daemon it starts):
+  after that many seconds without a connection the daemon stops, freeing the model's memory. A daemon started
+  by hand has none and stays until stopped.
 - **Ordering.** Each connection has one outbox, written by one task, in order. Drafts and results are
   handed to the loop in the order the worker produced them, and a request stops taking drafts once it is
   answered, so no `progress` ever follows its `result` (or its error).
@@ -44,13 +49,16 @@ from typing import TYPE_CHECKING, Any
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from infill import __version__
 from infill.errors import BadInputError
 from infill.request import InfillRequest, InfillResult
 
 from . import auth, wire
 from .contract import DEFAULT_HOST, DEFAULT_PORT, ws_address
+from .notices import model_name
 from .protocol import (
     MAX_MESSAGE_BYTES,
+    PROTOCOL_VERSION,
     CancelMessage,
     ErrorCode,
     ErrorMessage,
@@ -81,12 +89,15 @@ class DaemonConfig:
     max_queue: int = 64  # requests waiting beyond this get an "overloaded" error
     prompt_cache: bool = True  # False: clear the encoder caches before every batch (cache benchmarks)
     model: str = ""  # what status reports before the engine has loaded
+    idle_exit: float | None = None  # stop after this many seconds without a connection; None: never
 
     def __post_init__(self) -> None:
         if self.max_batch < 1 or self.max_queue < 1:
             raise ValueError("max_batch and max_queue must be at least 1")
         if self.batch_window < 0:
             raise ValueError("batch_window must be >= 0")
+        if self.idle_exit is not None and self.idle_exit <= 0:
+            raise ValueError("idle_exit must be > 0 seconds (None: never)")
 
 
 @dataclass(eq=False)
@@ -209,6 +220,10 @@ class Daemon:
         self._ready: asyncio.Future | None = None
         self._stopping = False
         self._describe: dict = {}
+        self.idle = asyncio.Event()  # set when idle_exit has passed without a connection: time to stop
+        self._last_connection = time.monotonic()  # when the last connection opened or closed
+        self._idle_watch: asyncio.Task | None = None
+        self.last: dict[str, Any] = {}  # timings of the last answered request (status: "last")
 
     # -- lifecycle -----------------------------------------------------------------------------------------
     @property
@@ -236,6 +251,9 @@ class Daemon:
         self._worker = _ModelThread(loop)
         self._write_state()
         self._batcher = loop.create_task(self._run_batches(), name="infill-batcher")
+        self._last_connection = time.monotonic()
+        if self.config.idle_exit is not None:
+            self._idle_watch = loop.create_task(self._watch_idle(self.config.idle_exit), name="infill-idle")
 
     async def ready(self) -> None:
         """Wait until the model is loaded; raises what the loader raised."""
@@ -247,6 +265,8 @@ class Daemon:
         if self._stopping:
             return
         self._stopping = True
+        if self._idle_watch is not None:
+            self._idle_watch.cancel()
         for p in [*self.queue, *self.running]:
             p.cancelled = True
         self.queue.clear()
@@ -267,7 +287,17 @@ class Daemon:
         auth.write_state(self.port, {
             "address": self.address, "host": self.config.host, "port": self.port, "pid": os.getpid(),
             "model": self.model, "ready": self.engine is not None, "started": time.time(),
+            "idle_exit": self.config.idle_exit,
         })
+
+    async def _watch_idle(self, seconds: float) -> None:
+        """Set `idle` once `seconds` pass with no connection open (checked a few times per period)."""
+        while not self._stopping:
+            await asyncio.sleep(min(1.0, seconds / 4))
+            if not self.connections and time.monotonic() - self._last_connection >= seconds:
+                log.info("no connection for %g s: stopping (idle exit)", seconds)
+                self.idle.set()
+                return
 
     # -- connections -----------------------------------------------------------------------------------------
     def _authorize(self, connection: ServerConnection, request) -> Any:
@@ -284,6 +314,7 @@ class Daemon:
     async def _handle(self, ws: ServerConnection) -> None:
         conn = _Connection(ws)
         self.connections.add(conn)
+        self._last_connection = time.monotonic()
         self.stats.connections += 1
         writer = asyncio.create_task(conn.write_loop())
         try:
@@ -293,6 +324,7 @@ class Daemon:
             pass
         finally:
             self.connections.discard(conn)
+            self._last_connection = time.monotonic()
             for p in list(conn.live.values()):  # a client that goes away cancels what it asked for
                 self._cancel(p, reply=None)
             conn.close()
@@ -335,9 +367,15 @@ class Daemon:
         p = _Pending(conn, msg, wire.request(msg, received=now), arrived=now)
         conn.live[msg.id] = p
         self.queue.append(p)
-        if msg.deadline_ms is not None:
-            p.timer = asyncio.get_running_loop().call_later(msg.deadline_ms / 1000, self._expire, p)
+        if self.engine is not None:  # else its deadline starts when the model is ready (_run_batches)
+            self._arm(p, now)
         self._wakeup.set()
+
+    def _arm(self, p: _Pending, now: float) -> None:
+        """Start p's deadline clock at `now`."""
+        if p.msg.deadline_ms is not None:
+            p.request = wire.request(p.msg, received=now)
+            p.timer = asyncio.get_running_loop().call_later(p.msg.deadline_ms / 1000, self._expire, p)
 
     def _cancel(self, p: _Pending, reply: Message | None) -> None:
         """Stop a request wherever it is: out of the queue now, or out of the batch at the next denoising step."""
@@ -375,7 +413,11 @@ class Daemon:
                 self._fail_queued(f"the model failed to load: {exc}")
                 return
             self._write_state()
+            now = time.monotonic()
+            for p in self.queue:  # arrived while the model loaded: their deadlines start now
+                self._arm(p, now)
         self._describe = self.engine.backend.describe()
+        self._describe["model_name"] = model_name(self.model, self._describe.get("parameters"))
         self._ready.set_result(None)
         while not self._stopping:
             batch = await self._next_batch()
@@ -463,7 +505,9 @@ class Daemon:
     def _reply(self, p: _Pending, result: InfillResult | BaseException, batch_size: int) -> Message:
         if isinstance(result, InfillResult):
             self.stats.served += 1
-            return wire.result(p.msg.id, result, (p.started or p.arrived) - p.arrived, batch_size)
+            reply = wire.result(p.msg.id, result, (p.started or p.arrived) - p.arrived, batch_size)
+            self.last = {"seconds": reply.seconds, "queued_seconds": reply.queued_seconds, "batch_size": batch_size}
+            return reply
         err = wire.error(result)
         if err.code == ErrorCode.CANCELLED:
             self.stats.cancelled += 1
@@ -487,7 +531,11 @@ class Daemon:
                                  "refused_handshakes": self.stats.refused_handshakes,
                                  "max_batch": self.config.max_batch,
                                  "batch_window_ms": self.config.batch_window * 1000,
-                                 "prompt_cache": self.config.prompt_cache}
+                                 "prompt_cache": self.config.prompt_cache,
+                                 "version": __version__, "protocol": PROTOCOL_VERSION,
+                                 "idle_exit": self.config.idle_exit,
+                                 "cpu_seconds": round(time.process_time(), 3),  # all threads: the model's work
+                                 "last": self.last}
         hit_rate = 0.0
         if self.engine is not None:
             cache = self.engine.backend.cache_stats
@@ -495,7 +543,8 @@ class Daemon:
             extra |= {"prefills": cache.prefills, "cache_hits": cache.hits,
                       "cache_reused_tokens": cache.reused_tokens, "cache_computed_tokens": cache.computed_tokens,
                       "prefill_seconds": round(cache.seconds, 6),
-                      "parameters": self._describe.get("parameters"), "backend": self._describe.get("backend")}
+                      "parameters": self._describe.get("parameters"), "backend": self._describe.get("backend"),
+                      "model_name": self._describe.get("model_name")}
         return StatusMessage(
             address=self.address, pid=os.getpid(), model=self.model, device=self._describe.get("device", ""),
             dtype=self._describe.get("dtype", ""), queue=len(self.queue), running=len(self.running),

@@ -2,6 +2,7 @@
 
     infill daemon                          # serve the default model on ws://127.0.0.1:8977 until Ctrl-C / SIGTERM
     infill daemon --model DIR --port 9000 --max-batch 16
+    infill daemon --idle-exit 300          # stop after 5 minutes without a connection (what `infill lsp` starts)
     infill daemon status [--port P]        # the running daemon's status as JSON (exit 4: none, 5: not ours)
     infill daemon stop [--port P]          # SIGTERM to the daemon named in the state file
 
@@ -17,7 +18,7 @@ import sys
 
 from infill.cli import positive_int
 
-from .contract import DEFAULT_HOST, DEFAULT_PORT, ws_address
+from .contract import DEFAULT_HOST, DEFAULT_PORT, LIMITS, ws_address
 
 EXIT_STUCK = 1  # stop: the daemon did not stop in time
 EXIT_MODEL = 3  # as `infill fill`: the model failed to load
@@ -48,6 +49,16 @@ def _milliseconds(value: str) -> float:
     return ms
 
 
+def _seconds(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of seconds") from None
+    if not 0 <= n <= LIMITS.idle_exit:
+        raise argparse.ArgumentTypeError(f"{value!r} must be between 0 and {LIMITS.idle_exit} seconds (0: never)")
+    return n
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from infill.cli import add_model_arguments
 
@@ -66,6 +77,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                        help="queued requests beyond this get an 'overloaded' error (default 64)")
     batch.add_argument("--no-prompt-cache", action="store_true",
                        help="clear the encoder caches before every batch (for cache benchmarks)")
+    p.add_argument("--idle-exit", type=_seconds, default=0, metavar="SECONDS",
+                   help="stop after this many seconds without a connection, freeing the model's memory (default 0: "
+                        "never; `infill lsp` starts its daemons with its `daemonIdleExit` setting)")
     add_model_arguments(p)
     p.epilog = EXITS
 
@@ -172,7 +186,7 @@ async def _serve(args: argparse.Namespace, host: str) -> int:
     model = args.model or default_model()
     config = DaemonConfig(host=host, port=args.port, allow_remote=args.host is not None, max_batch=args.max_batch,
                           batch_window=args.batch_window_ms / 1000, max_queue=args.max_queue,
-                          prompt_cache=not args.no_prompt_cache, model=model)
+                          prompt_cache=not args.no_prompt_cache, model=model, idle_exit=args.idle_exit or None)
     daemon = Daemon(lambda: load_engine(model, load_options(args), verbose=args.verbose), config)
     try:
         await daemon.start()
@@ -185,18 +199,33 @@ async def _serve(args: argparse.Namespace, host: str) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    print(f"infill daemon: listening on {daemon.address} (pid {os.getpid()}), loading {model}", file=sys.stderr)
+    idle = f"; exits after {args.idle_exit} s without a connection" if args.idle_exit else ""
+    print(f"infill daemon: listening on {daemon.address} (pid {os.getpid()}), loading {model}{idle}", file=sys.stderr)
     ready = asyncio.ensure_future(daemon.ready())
-    await asyncio.wait([ready, asyncio.ensure_future(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+    stopping = asyncio.ensure_future(_first(stop.wait(), daemon.idle.wait()))
+    await asyncio.wait([ready, stopping], return_when=asyncio.FIRST_COMPLETED)
     if ready.done() and ready.exception() is not None:
         await daemon.stop()
         raise ready.exception()
     if ready.done():
         s = daemon.status()
         print(f"infill daemon: ready: {s.model} on {s.device} ({s.dtype}); token in {token_path()}", file=sys.stderr)
-    await stop.wait()
+    await stopping
     await daemon.stop()
     s = daemon.status()
-    print(f"infill daemon: stopped after {s.uptime_seconds:.0f} s ({s.served} served, {s.failed} failed)",
+    why = f"no connection for {args.idle_exit} s; " if daemon.idle.is_set() else ""
+    print(f"infill daemon: stopped after {s.uptime_seconds:.0f} s ({why}{s.served} served, {s.failed} failed)",
           file=sys.stderr)
     return 0
+
+
+async def _first(*waits) -> None:
+    """Until the first of the awaitables finishes (the others are cancelled)."""
+    import asyncio
+
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()

@@ -5,10 +5,14 @@
     textDocument/codeAction         "Fix this block" (quickfix) and "Fill selection" (refactor.rewrite); the
                                     model runs on codeAction/resolve, never while the editor lists actions.
                                     Clients that cannot resolve an action's edit get the infill.fillRange
-                                    command in the action instead.
+                                    command in the action instead. Asked automatically (a cursor move),
+                                    only a block with a syntax error gets "Fix this block": no lightbulb on
+                                    every line. A resolved action without an edit says why in data.error;
+                                    one with an edit gives the new text's range in data.newRange.
     workspace/executeCommand        infill.fillRange(uri, range): regenerate the range, apply it with
-                                    workspace/applyEdit, return a summary
+                                    workspace/applyEdit, return a summary (applied, error, range, newRange)
     infill/status                   counters, type-through reuse, the model service's state ("backend") and cache hits
+    infill/state (notification)     the server's state for people (server.notices), sent when it changes
 
 Documents are kept by `server.documents` (LSP line breaks, clamped positions, the negotiated position
 encoding). Completions are never errors: anything that goes wrong is an empty list and a log line
@@ -30,9 +34,11 @@ from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 from pygls.protocol.language_server import lsp_method
 
+from . import notices
 from .completions import FILL_SELECTION, FIX_BLOCK, Completer, as_completion
-from .contract import FILL_RANGE, SECTION, STATUS
-from .documents import DocumentStore, range_offsets, to_range
+from .contract import FILL_RANGE, SECTION, STATE, STATUS
+from .documents import DocumentStore, line_index, range_offsets, to_range
+from .notices import Notice
 from .postprocess import Edit
 from .services import ModelService
 from .settings import Settings
@@ -89,6 +95,8 @@ class InfillServer(LanguageServer):
         self.completer = Completer(service, lambda: self.settings)
         self._notify_loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
+        self._initialized = False  # notifications other than log messages wait for `initialized`
+        service.board.publish = self.publish_state
 
     @property
     def service(self) -> ModelService:
@@ -103,16 +111,27 @@ class InfillServer(LanguageServer):
 
     # -- logging: stderr always, the client's log once it listens ------------------------------------------
     def notify(self, level: int, message: str) -> None:
-        """Log a message and show it in the client's log (safe to call from any thread)."""
-        log.log(level, message)
+        """Log a message and show it in the client's log (safe to call from any thread). Once the client listens,
+        the record is marked `in_client_log` and stderr leaves it out: editors show a server's stderr in the same
+        log, and every warning would appear twice."""
         loop = self._notify_loop
-        if loop is None or loop.is_closed():
+        listening = loop is not None and not loop.is_closed()
+        log.log(level, message, extra={"in_client_log": listening})
+        if not listening:
             return
         params = types.LogMessageParams(type=_LOG_TYPES.get(level, types.MessageType.Log), message=message)
         if threading.get_ident() == self._loop_thread:
             self.window_log_message(params)
         else:
             loop.call_soon_threadsafe(self.window_log_message, params)
+
+    def publish_state(self, notice: Notice) -> None:
+        """Send the server's state to the client (server.contract.STATE) once the session is initialized; one that
+        needs the user also goes to the log, for editors that do not render the notification."""
+        if self._initialized:
+            self.protocol.notify(STATE, notice.to_json())
+            if notice.state in notices.WARN:
+                self.notify(logging.WARNING, f"infill: {notice.message}")
 
     def report_server_error(self, error: Exception, source: Any) -> None:
         """Errors outside a request go to the log, never to an error popup."""
@@ -123,8 +142,9 @@ class InfillServer(LanguageServer):
         for problem in problems:
             self.notify(logging.WARNING, f"infill: {source}: {problem}")
         old, self.settings = self.settings, new
-        if (new.resolved_model, new.daemon) != (old.resolved_model, old.daemon):
-            self.service.configure(new.resolved_model, new.daemon)
+        if (new.resolved_model, new.daemon, new.daemon_idle_exit) != (old.resolved_model, old.daemon,
+                                                                      old.daemon_idle_exit):
+            self.service.configure(new)
 
     # -- LSP shapes --------------------------------------------------------------------------------------------
     def lsp_range(self, uri: str, start: int, end: int) -> types.Range:
@@ -170,6 +190,9 @@ def initialize(ls: InfillServer, params: types.InitializeParams) -> None:
 
 
 async def initialized(ls: InfillServer, params: types.InitializedParams) -> None:
+    ls.notify(logging.INFO, f"infill lsp: {ls.service.description}")  # with the settings the client sent
+    ls._initialized = True
+    ls.publish_state(ls.service.board.notice)
     await ls.service.start()
     ws = ls.client_capabilities.workspace
     if ws and ws.configuration:
@@ -194,7 +217,11 @@ async def inline_completion(ls: InfillServer, params: types.InlineCompletionPara
     if doc is None:
         return types.InlineCompletionList(items=[])
     invoked = params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked
-    edit = await ls.completer.at_cursor(doc, doc.offset(params.position, ls.encoding), invoked)
+    selected = None
+    if (info := params.context.selected_completion_info) is not None:  # the editor's completion list is open
+        lo, hi = range_offsets(doc.index, info.range, ls.encoding)
+        selected = Edit(info.text, lo, hi)
+    edit = await ls.completer.at_cursor(doc, doc.offset(params.position, ls.encoding), invoked, selected)
     if edit is None:
         return types.InlineCompletionList(items=[])
     item = types.InlineCompletionItem(insert_text=edit.text, range=ls.lsp_range(doc.uri, edit.start, edit.end))
@@ -227,11 +254,14 @@ def code_action(ls: InfillServer, params: types.CodeActionParams) -> list[types.
         return []
     start, end = range_offsets(doc.index, params.range, ls.encoding)
     only = params.context.only
+    automatic = params.context.trigger_kind == types.CodeActionTriggerKind.Automatic
     actions = []
     for what, (lo, hi) in ls.completer.targets(doc, start, end).items():
         title, kind = ACTIONS[what]
         if only and not any(kind == k or kind.startswith(f"{k}.") for k in only):
             continue
+        if automatic and not (what == FIX_BLOCK and ls.completer.is_broken(doc, lo, hi)):
+            continue  # a cursor move: no lightbulb on every line, only on a block that does not parse
         rng = _range_json(ls.lsp_range(doc.uri, lo, hi))
         if ls.resolves_edits():  # the model runs when the client resolves the action, not while it lists them
             data = {"uri": doc.uri, "version": doc.version, "range": rng, "action": what}
@@ -251,11 +281,14 @@ async def code_action_resolve(ls: InfillServer, action: types.CodeAction) -> typ
         raise JsonRpcException("the document changed since the action was offered; ask again",
                                code=types.LSPErrorCodes.ContentModified)
     start, end = range_offsets(doc.index, _range(data["range"]), ls.encoding)
+    text = doc.text
     fill = await ls.completer.over_range(doc, start, end)
     if fill.edit is not None:
         action.edit = ls.workspace_edit(doc.uri, doc.version, fill.edit)
+        action.data = {**data, "newRange": _range_json(new_range(text, fill.edit, ls.encoding))}
     else:
         ls.notify(logging.WARNING, f"infill: {action.title}: {fill.error}")
+        action.data = {**data, "error": fill.error, "refused": fill.refused}
     return action
 
 
@@ -266,13 +299,14 @@ async def fill_range(ls: InfillServer, *args: Any) -> dict[str, Any]:
     if doc is None:
         return {"applied": False, "error": f"{args[0]} is not open"}
     start, end = range_offsets(doc.index, _range(args[1]), ls.encoding)
-    version = doc.version
+    version, text = doc.version, doc.text
     fill = await ls.completer.over_range(doc, start, end)
     summary = fill.summary()
     if fill.edit is None:
         ls.notify(logging.WARNING, f"infill: fill range: {fill.error}")
         return summary
     summary["range"] = _range_json(ls.lsp_range(doc.uri, fill.edit.start, fill.edit.end))
+    summary["newRange"] = _range_json(new_range(text, fill.edit, ls.encoding))
     try:
         reply = await ls.workspace_apply_edit_async(types.ApplyWorkspaceEditParams(
             edit=ls.workspace_edit(doc.uri, version, fill.edit), label="infill: fill range"))
@@ -285,7 +319,8 @@ async def fill_range(ls: InfillServer, *args: Any) -> dict[str, Any]:
 
 
 async def status(ls: InfillServer, params: Any) -> dict[str, Any]:
-    return {**ls.completer.stats(), "backend": await ls.service.status(), "settings": ls.settings.to_json()}
+    return {**ls.completer.stats(), "backend": await ls.service.status(), "settings": ls.settings.to_json(),
+            "state": ls.service.board.notice.to_json()}
 
 
 FEATURES: list[tuple[str, Any, Callable]] = [  # (method, options advertised in initialize, handler)
@@ -319,6 +354,12 @@ async def pull_configuration(ls: InfillServer) -> None:
         return
     if values and isinstance(values[0], dict) and values[0]:
         ls.apply_settings(values[0], "workspace/configuration")
+
+
+def new_range(text: str, edit: Edit, encoding: str) -> types.Range:
+    """Where the edit's text lies in the document once it is applied (for the selection afterwards)."""
+    after = text[: edit.start] + edit.text + text[edit.end:]
+    return to_range(line_index(after), edit.start, edit.start + len(edit.text), encoding)
 
 
 def _range_json(rng: types.Range) -> dict[str, Any]:

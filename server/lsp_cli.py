@@ -52,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
     # there; --log-file and window/logMessage carry the informational lines.
     stderr_handler = logging.StreamHandler(sys.stderr)
     stderr_handler.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    # what the client already shows through window/logMessage (InfillServer.notify) is not repeated here
+    stderr_handler.addFilter(lambda record: not getattr(record, "in_client_log", False))
     handlers: list[logging.Handler] = [stderr_handler]
     if args.log_file:
         handlers.append(logging.FileHandler(args.log_file, encoding="utf-8"))
@@ -82,9 +84,9 @@ def run(args: argparse.Namespace) -> int:
         quiet_transformers(verbose)
         service = EmbeddedService(settings.resolved_model, load_options(args), notify)
     else:
-        service = DaemonService(settings.daemon, settings.resolved_model, notify, extra_args=daemon_args(args))
+        service = DaemonService(settings.daemon, settings.resolved_model, notify, extra_args=daemon_args(args),
+                                idle_exit=settings.daemon_idle_exit)
     server = holder["server"] = build_server(service, settings)
-    logging.getLogger("infill.lsp").info("infill lsp: %s", service.description)
     server.start_io(sys.stdin.buffer, protocol_out)
     return 0
 

@@ -170,11 +170,27 @@ def trim_line_suffix_overlap(text: str, rest_of_line: str) -> str:
     return text
 
 
+def trim_trailing_whitespace(text: str, line_suffix: str) -> str:
+    """No spaces or tabs at the end of a line the item writes (`return ` accepted at the end of a line left one).
+    The item's last line keeps them when code follows it on the cursor's line (`x = ║y` + `a + `)."""
+    text = re.sub(r"[ \t]+(?=\n)", "", text)
+    return text if line_suffix.strip() else text.rstrip(" \t")
+
+
 def trim_added_trailing_newlines(text: str, replaced: str) -> str:
     """A regenerated range that did not end with a line break does not gain one (no blank line after a block)."""
     if replaced.endswith(("\n", "\r")):
         return text
     return text.rstrip("\r\n")
+
+
+def keep_one_line(text: str, replaced: str) -> str:
+    """A selection within one line is regenerated as one line: the middle's first line, or its first non-blank
+    line when it starts with a line break (the model went on to write more code than was selected)."""
+    if "\n" in replaced or "\r" in replaced or "\n" not in text:
+        return text
+    lines = text.split("\n")
+    return lines[0] if lines[0].strip() else next((ln.strip() for ln in lines if ln.strip()), "")
 
 
 def match_line_endings(text: str, eol: str) -> str:
@@ -195,6 +211,7 @@ def inline_edit(middle: str, text: str, cursor: int, fmt: Formatting = Formattin
     m = drop_duplicate_suffix_lines(m, around.next_lines, continues_line=bool(around.line_prefix.strip()))
     k = swallowed_closers(m, around.line_suffix)
     m = trim_line_suffix_overlap(m, around.line_suffix[k:])
+    m = trim_trailing_whitespace(m, around.line_suffix[k:])
     if is_blank(m) or m == around.line_suffix[:k]:
         return None
     return Edit(match_line_endings(m, around.eol), cursor, cursor + k)
@@ -206,6 +223,7 @@ def range_edit(middle: str, text: str, start: int, end: int, fmt: Formatting = F
     replaced = text[start:end]
     around = Surroundings.at(text, start)
     m = middle.replace("\r\n", "\n").replace("\r", "\n")
+    m = keep_one_line(m, replaced)
     m = convert_indentation(m, fmt, first_line_at_start=not around.line_prefix)
     m = trim_added_trailing_newlines(m, replaced)
     m = match_line_endings(m, around.eol)

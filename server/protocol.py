@@ -33,6 +33,7 @@ from infill.quality import DEFAULTS, NAMES
 
 from .contract import LIMITS
 
+PROTOCOL_VERSION = 2  # the daemon's status says it (extra["protocol"]); a client of another version warns
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024  # one request carries a whole document
 MAX_TEXT_CHARS = 2_000_000  # documents larger than this are refused
 MAX_ID_CHARS = 128

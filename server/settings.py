@@ -4,6 +4,7 @@
     {
       "model": "/path/to/checkpoint",        # default: $INFILL_MODEL, then the bundled model
       "daemon": "ws://127.0.0.1:8977",       # the model daemon's address
+      "daemonIdleExit": 300,                 # s without a connection before a daemon started here exits (0: never)
       "debounce": 150,                       # ms to wait for more keystrokes before asking the model
       "quality": "fast",                     # as-you-type completions: fast | balanced | thinking
       "actionQuality": "balanced",           # "Fix this block", "Fill selection", infill.fillRange
@@ -41,6 +42,7 @@ from .postprocess import Formatting
 class Settings:
     model: str | None = None  # None: $INFILL_MODEL, then the bundled model
     daemon: str = DEFAULT_ADDRESS  # websocket address of the model daemon
+    daemon_idle_exit: int | None = 300  # a daemon the server starts exits after this long without a connection
     debounce_ms: int = 150  # completion requests within this window supersede the earlier ones
     quality: str = DEFAULTS.typing  # preset of as-you-type suggestions (infill.quality says why)
     action_quality: str = DEFAULTS.action  # preset of code actions and infill.fillRange
@@ -229,6 +231,7 @@ class Setting:
 SETTINGS: dict[str, Setting] = {
     "model": Setting("model", Text()),
     "daemon": Setting("daemon", Address()),
+    "daemonIdleExit": Setting("daemon_idle_exit", Integer(0, LIMITS.idle_exit, optional=True, zero_is_none=True)),
     "debounce": Setting("debounce_ms", Integer(0, LIMITS.debounce_ms)),
     "quality": Setting("quality", Choice(NAMES)),
     "actionQuality": Setting("action_quality", Choice(NAMES)),

@@ -75,15 +75,28 @@ def test_the_extension_sends_exactly_the_server_settings_and_reads_only_its_laun
 
 def test_custom_methods_and_action_kinds_match_in_typescript_and_lua():
     assert ts_const(read(EXT / "src" / "extension.ts"), "FILL_RANGE") == contract.FILL_RANGE
-    assert ts_const(read(EXT / "src" / "status.ts"), "STATUS_REQUEST") == contract.STATUS
+    status_ts = read(EXT / "src" / "status.ts")
+    assert ts_const(status_ts, "STATUS_REQUEST") == contract.STATUS
+    assert ts_const(status_ts, "STATE_NOTIFICATION") == contract.STATE
     lsp_lua = read(NVIM / "lsp.lua")
     assert lua_table(lsp_lua, "M.methods") == {"inline": types.TEXT_DOCUMENT_INLINE_COMPLETION,
-                                               "status": contract.STATUS, "fill_range": contract.FILL_RANGE}
+                                               "status": contract.STATUS, "fill_range": contract.FILL_RANGE,
+                                               "state": contract.STATE}
     assert re.search(r'M\.name = "([^"]*)"', lsp_lua)[1] == contract.SECTION
     sections = re.findall(r"settings = \{ (\w+) = settings \}", lsp_lua)  # answers to workspace/configuration
     assert sections and set(sections) == {contract.SECTION}
     kinds = lua_table(read(NVIM / "actions.lua"), "KINDS")
     assert sorted(kinds.values()) == sorted(kind.value for _, kind in ACTIONS.values())
+
+
+def test_both_clients_know_every_state_the_server_sends():
+    """server/contract.py STATES, as status.ts and state.lua list them (each renders every one)."""
+    ts = re.search(r"\bconst STATES = \[([^\]]*)\]", read(EXT / "src" / "status.ts"))
+    assert ts and re.findall(r'"([^"]*)"', ts[1]) == list(contract.STATES)
+    lua = re.search(r"\bM\.STATES = \{([^}]*)\}", read(NVIM / "state.lua"))
+    assert lua and re.findall(r'"([^"]*)"', lua[1]) == list(contract.STATES)
+    icons = re.search(r"const ICONS[^=]*= \{([^}]*)\}", read(EXT / "src" / "status.ts"))
+    assert icons and set(contract.STATES) <= set(re.findall(r"(\w+):", icons[1]))
 
 
 def test_the_docs_name_the_presets_and_the_defaults():

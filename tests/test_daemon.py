@@ -194,6 +194,24 @@ async def test_cancelling_a_queued_request_answers_at_once(daemon):
     assert daemon.engine.calls == [1]  # the cancelled request never reached the engine
 
 
+async def test_a_cancelled_task_cancels_its_request_in_the_daemon(daemon):
+    """The language server's way: `$/cancelRequest` cancels the task awaiting `client.infill`. Cancelling that task
+    cancels the future it awaits, and the cancel message must still go out (issue 17: it did not)."""
+    async with client(daemon) as c:
+        task = asyncio.create_task(c.infill(infill("given-up", max_steps=1000, lengths=(32,))))
+        while not daemon.running:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        started = time.monotonic()
+        while daemon.stats.cancelled == 0:
+            assert time.monotonic() - started < 5, "the daemon never heard of the cancellation"
+            await asyncio.sleep(0.01)
+        assert (await asyncio.wait_for(c.infill(infill("next")), 20)).id == "next"  # not behind 1000 steps
+    assert (daemon.stats.served, daemon.stats.cancelled) == (1, 1)
+
+
 async def test_a_disconnecting_client_cancels_its_requests(daemon):
     async with raw(daemon) as ws:
         await ws.send(infill("orphan", max_steps=1000, lengths=(32,), stream=True).to_json())
@@ -212,6 +230,27 @@ async def test_deadline(daemon):
         assert time.monotonic() - started < 3
         assert (await asyncio.wait_for(c.infill(infill("next")), 10)).id == "next"
     assert daemon.status().failed == 1
+
+
+async def test_a_deadline_starts_when_the_model_is_ready(tiny_engine, runtime_dir):
+    """A request that arrives while the model loads is answered once it is ready: its deadline (here far shorter
+    than the load) counts from then. It used to time out during the load, and the editor never asked again."""
+    gate = threading.Event()
+    daemon = Daemon(lambda: gate.wait(30) and tiny_engine, DaemonConfig(port=0))
+    await daemon.start()
+    try:
+        async with client(daemon) as c:
+            first = asyncio.create_task(c.infill(infill("early", deadline_ms=300)))
+            await asyncio.sleep(0.9)  # three deadlines' worth of loading
+            assert not first.done() and daemon.engine is None
+            gate.set()
+            result = await asyncio.wait_for(first, 30)
+            assert result.id == "early" and result.queued_seconds >= 0.9
+            with pytest.raises(FillError) as err:  # once ready, the deadline holds as before
+                await c.infill(infill("late", max_steps=1000, lengths=(32,), deadline_ms=300))
+            assert err.value.code == ErrorCode.DEADLINE
+    finally:
+        await daemon.stop()
 
 
 async def test_drafts_stream_before_the_result_and_never_after(daemon):

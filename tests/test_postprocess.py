@@ -14,6 +14,7 @@ from server.postprocess import (
     indent_continuations,
     inline_edit,
     is_blank,
+    keep_one_line,
     line_ending,
     match_line_endings,
     range_edit,
@@ -21,6 +22,7 @@ from server.postprocess import (
     swallowed_closers,
     trim_added_trailing_newlines,
     trim_line_suffix_overlap,
+    trim_trailing_whitespace,
     unmatched_closers,
 )
 
@@ -205,6 +207,13 @@ def test_partial_overlap_is_not_cut():
     assert trim_line_suffix_overlap("y + fo", "foo()") == "y + fo"
 
 
+def test_no_trailing_whitespace_is_left_at_the_end_of_a_line():
+    assert complete("def f():\n    ║\n", "return ") == "def f():\n    return\n"  # issue 17: `return ` accepted
+    assert complete("x = ║\n", "f(a, \n  b)") == "x = f(a,\n  b)\n"
+    assert complete("x = ║y\n", "a + ") == "x = a + y\n"  # code follows on the line: the space stays
+    assert trim_trailing_whitespace("a \t\nb ", "") == "a\nb"
+
+
 # -- line endings -------------------------------------------------------------------------------------------
 def test_new_lines_take_the_document_line_ending():
     assert line_ending("a\r\nb\n") == "\r\n"
@@ -235,3 +244,11 @@ def test_range_edit_in_the_client_style():
     text = "if x:\n    a\n    b\n"
     edit = range_edit("if y:\n\ta\n\tb", text, 0, len(text) - 1, Formatting(tab_size=4, insert_spaces=True))
     assert edit is not None and edit.text == "if y:\n    a\n    b"
+
+
+def test_a_selection_within_one_line_is_regenerated_as_one_line():
+    assert keep_one_line("a - b\n    return c", "a + b") == "a - b"
+    assert keep_one_line("\n    a - b\n", "a + b") == "a - b"  # the model started a new line first
+    assert keep_one_line("x = 1\ny = 2", "x = 0\n") == "x = 1\ny = 2"  # lines selected: lines back
+    text = "total = a + b\n"
+    assert range_edit("a * b\nprint(total)", text, 8, 13) == Edit("a * b", 8, 13)

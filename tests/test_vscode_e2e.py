@@ -1,5 +1,7 @@
 """The VS Code extension in a real VS Code: builds the .vsix, then runs vscode-extension/test/e2e.mjs (code-server in
-headless Chromium, driven by playwright-core) against `infill lsp --embedded` with the tiny random checkpoint.
+headless Chromium, driven by playwright-core, VS Code's default settings) against `infill lsp` and the model daemon it
+starts, with the tiny random checkpoint: Tab beside the word suggestions, typing with VS Code's cancel pattern within
+a budget of the daemon's own request time, a refused fix, a fill selected afterwards (see e2e.mjs).
 
 The tools come from `editors/setup_vscode_e2e.sh`. Without them the test is skipped, unless INFILL_EDITOR_TESTS=1
 (CI): then a missing tool is a failure. Screenshots, logs and timings land in vscode-extension/test/artifacts/.
@@ -7,6 +9,7 @@ The tools come from `editors/setup_vscode_e2e.sh`. Without them the test is skip
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -52,3 +55,6 @@ def test_ghost_text_is_accepted_as_shown_and_fix_block_stays_in_the_block():
     output = f"{e2e.stdout[-6000:]}\n{e2e.stderr[-6000:]}"
     assert e2e.returncode == 0, f"the VS Code end-to-end test failed (artifacts in {ARTIFACTS}):\n{output}"
     assert (ARTIFACTS / "ghost-text.png").exists()
+    measures = json.loads((ARTIFACTS / "timings.json").read_text())["measures"]
+    assert measures["suggest_widget_with_ghost"] is True  # the ghost text beside VS Code's word suggestions
+    assert measures["typing"]["cancelled"] > 0  # the requests VS Code gave up on were cancelled in the daemon

@@ -5,19 +5,30 @@
 --- The suite exits with :qa! when every test passed and :cq otherwise (pytest sees the status).
 ---
 --- Environment (set by tests/test_nvim.py): INFILL_TEST_PYTHON (the interpreter that runs
---- `-m infill lsp`), INFILL_TEST_DIR (a scratch folder), INFILL_MODEL (the tiny random checkpoint).
+--- `-m infill lsp`), INFILL_TEST_DIR (a scratch folder), INFILL_MODEL (the tiny random checkpoint),
+--- INFILL_TEST_DAEMON (the address of this suite's model daemon, which the server starts).
 
 local H = {}
 
-local SUITE_TIMEOUT_MS = 110000
+local SUITE_TIMEOUT_MS = tonumber(vim.env.INFILL_TEST_SUITE_TIMEOUT_MS) or 110000
 
---- Settings for fast, deterministic requests: a couple of denoising steps of the tiny model.
-H.settings = { maxSteps = 2, lengths = { 8 }, seed = 0, debounce = 0, quality = "fast", deadline = 60000 }
+--- Settings for fast, deterministic requests: a couple of denoising steps of the tiny model, through the
+--- model daemon that the server starts on this suite's own address (INFILL_TEST_DAEMON).
+H.settings = { maxSteps = 2, lengths = { 8 }, seed = 0, debounce = 0, quality = "fast", deadline = 60000,
+               daemon = vim.env.INFILL_TEST_DAEMON, daemonIdleExit = 30 }
 
---- The server command: the embedded engine on one CPU thread.
+--- The server command: `infill lsp`, which starts (or reuses) the daemon; its model runs on one CPU thread.
 function H.cmd()
-  return { vim.env.INFILL_TEST_PYTHON or "python3", "-m", "infill", "lsp", "--embedded", "--device", "cpu",
-           "--threads", "1" }
+  return { vim.env.INFILL_TEST_PYTHON or "python3", "-m", "infill", "lsp", "--device", "cpu", "--threads", "1" }
+end
+
+--- What the command line showed (nvim_echo), in order, for the tests of progress and state messages.
+H.echoed = {}
+local echo = vim.api.nvim_echo
+vim.api.nvim_echo = function(chunks, history, opts)
+  local text = table.concat(vim.tbl_map(function(c) return c[1] end, chunks))
+  table.insert(H.echoed, { text = text, at = vim.uv.now() })
+  return echo(chunks, history, opts)
 end
 
 --- The sample file every test edits.

@@ -1,5 +1,5 @@
 -- The fallback renderer (for Neovim 0.10-0.11; forced on where 0.12's client exists); and a client that cannot resolve code
--- actions, so that :InfillFix goes through the server's infill.fillRange command and workspace/applyEdit.
+-- actions, so that :InfillFill goes through the server's infill.fillRange command and workspace/applyEdit.
 local H = require("harness")
 
 require("infill").setup({ cmd = H.cmd(), settings = H.settings, ghost = { force = true } })
@@ -94,16 +94,20 @@ H.run({
     H.feed("<Esc>")
   end },
 
-  { ":InfillFix through infill.fillRange and workspace/applyEdit", function()
-    vim.api.nvim_buf_set_lines(buf, 0, -1, false, H.sample)
-    local before = H.lines(buf)
-    vim.api.nvim_win_set_cursor(0, { 2, 6 })
+  { ":InfillFill through infill.fillRange and workspace/applyEdit; gv selects the new text", function()
+    local lines = vim.deepcopy(H.sample)
+    lines[2] = "    total = a + b  # the sum" -- words of a comment: anything on one line parses there
+    vim.api.nvim_buf_set_lines(buf, 0, -1, false, lines)
+    local col = lines[2]:find("the sum", 1, true) - 1
+    vim.api.nvim_win_set_cursor(0, { 2, col })
     local actions = H.record(client, "textDocument/codeAction")
-    local outcome = H.outcome(function() vim.cmd("InfillFix") end)
+    local outcome = H.outcome(function() H.feed("v6l:InfillFill<CR>") end)
     local action = actions[#actions].result[1]
     H.eq("infill.fillRange", action.command and action.command.command, "the action's command")
     H.truthy(outcome.applied, "not applied: " .. tostring(outcome.error))
     H.log("     edit " .. H.show_edit(outcome.range, outcome.text))
-    H.eq(H.splice(before, outcome.range, outcome.text, client.offset_encoding), H.lines(buf), "the buffer")
+    H.eq(H.splice(lines, outcome.range, outcome.text, client.offset_encoding), H.lines(buf), "the buffer")
+    local s, e = vim.api.nvim_buf_get_mark(buf, "<"), vim.api.nvim_buf_get_mark(buf, ">")
+    H.eq({ { 2, col }, { 2, col + #outcome.text - 1 } }, { s, e }, "'< and '> around the new text")
   end },
 })

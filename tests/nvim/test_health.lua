@@ -20,7 +20,7 @@ H.run({
     H.truthy(not text:find("ERROR", 1, true), "no error in the report")
     local renderer = vim.lsp.inline_completion and "vim.lsp.inline_completion" or "ghost-text renderer"
     for _, expected in ipairs({ "OK Neovim ", renderer, "OK server command:", "OK the server answers infill/status",
-                                "OK model: " .. vim.env.INFILL_MODEL }) do
+                                "OK model: " .. vim.env.INFILL_MODEL, "OK state: ready: DiffusionGemma " }) do
       H.truthy(text:find(expected, 1, true), ("%q in the report"):format(expected))
     end
   end },

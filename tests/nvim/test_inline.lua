@@ -51,6 +51,22 @@ H.run({
     H.feed("<Esc>")
   end },
 
+  { "suggestions slower than the deadline say so once, naming the setting", function()
+    vim.api.nvim_buf_set_lines(buf, 0, -1, false, H.sample)
+    require("infill").configure({ deadline = 1, maxSteps = 1024, lengths = { 64 } })
+    local shown = H.notifications(function()
+      vim.api.nvim_win_set_cursor(0, { 3, #"    return" }) -- a spot no earlier test asked about (type-through)
+      H.feed("i")
+    end)
+    local warning = H.wait(30000, function()
+      return vim.iter(shown):find(function(m) return m:find("longer than the deadline of 1 ms", 1, true) end)
+    end, "the warning")
+    H.truthy(warning:find("settings = { deadline = ... }", 1, true), "how to change it in Neovim: " .. warning)
+    H.eq("infill: slow", require("infill").statusline(), "the statusline")
+    H.feed("<Esc>")
+    require("infill").configure(H.settings)
+  end },
+
   { "<Tab> inserts a tab when no suggestion is shown", function()
     require("infill").configure({ enable = { python = false } }) -- the server now answers nothing
     vim.api.nvim_buf_set_lines(buf, 0, -1, false, H.sample)

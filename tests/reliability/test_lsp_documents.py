@@ -196,8 +196,8 @@ async def test_mixed_line_endings_and_wide_characters(lsp, figures):
         assert summary["range"] == as_json(rng)
         edit = lsp.applied_edits[before].edit.document_changes[0].edits[0]
         assert edit.range == rng
-    else:
-        assert summary["error"] == "the model proposed no change", summary
+    else:  # nothing, or code that would break the syntax (refused)
+        assert summary["error"] == "the model proposed no change" or summary.get("refused"), summary
     figures.count("lsp_documents", "requests", 4 * 2 + 4 + 1)
 
 
@@ -239,7 +239,7 @@ async def test_positions_and_ranges_past_the_end_are_clamped(lsp, figures):
     got = await actions(lsp, uri, T.Range(T.Position(1, 0), T.Position(40, 40)))
     assert got[T.CodeActionKind.RefactorRewrite] == T.Range(T.Position(1, 0), end)
     summary = await fill_range(lsp, uri, {"start": {"line": 1, "character": 0}, "end": {"line": 99, "character": 0}})
-    assert summary.get("error") in (None, "the model proposed no change"), summary
+    assert summary.get("error") in (None, "the model proposed no change") or summary.get("refused"), summary
     if summary["applied"]:
         assert summary["range"] == as_json(T.Range(T.Position(1, 0), end))
     summary = await fill_range(lsp, uri, {"start": {"line": 70, "character": 0}, "end": {"line": 99, "character": 9}})

@@ -12,11 +12,12 @@ import {
   LanguageClient,
   LanguageClientOptions,
   LSPErrorCodes,
+  Range,
   ResponseError,
   State,
 } from "vscode-languageclient/node";
 import { SECTION, changesLaunch, launch, serverSettings } from "./config";
-import { STATUS_REQUEST, StatusBar } from "./status";
+import { Notice, STATE_NOTIFICATION, STATUS_REQUEST, StatusBar } from "./status";
 
 const FILL_RANGE = "infill.fillRange"; // the server's command: regenerate [uri, range] and apply it
 
@@ -57,6 +58,16 @@ function clientOptions(): LanguageClientOptions {
     middleware: {
       // VS Code shows the suggestion as ghost text; the completion list would ask the model a second time.
       provideCompletionItem: () => undefined,
+      // An action chosen from the lightbulb menu that comes back without an edit: say why (the server refused code
+      // that does not parse, or the model ran out of time). The commands below say it themselves.
+      resolveCodeAction: async (item, token, next) => {
+        const resolved = await next(item, token);
+        const error = (resolved as { data?: { error?: string } } | null | undefined)?.data?.error;
+        if (resolved && !resolved.edit && error && !token.isCancellationRequested) {
+          void vscode.window.showWarningMessage(`Infill: ${error}`);
+        }
+        return resolved;
+      },
       provideInlineCompletionItems: async (document, position, context, token, next) => {
         const started = performance.now();
         const result = await next(document, position, context, token);
@@ -85,7 +96,8 @@ async function start(): Promise<void> {
   output.info(`starting ${[command, ...args].join(" ")}`);
   const lc = (client = new LanguageClient("infill", "Infill", { command, args }, clientOptions()));
   // Also after the client restarts a crashed server by itself.
-  lc.onDidChangeState(({ newState }) => void (newState === State.Running ? statusBar.watchLoading() : statusBar.refresh()));
+  lc.onDidChangeState(({ newState }) => statusBar.clientState(newState));
+  lc.onNotification(STATE_NOTIFICATION, (notice: Notice) => statusBar.setNotice(notice));
   try {
     await lc.start();
   } catch (error) {
@@ -129,14 +141,43 @@ async function fixBlock(): Promise<void> {
       return;
     }
     const resolved = action.edit || action.command ? action : await lc.sendRequest(CodeActionResolveRequest.type, action, token);
+    const data = (resolved.data ?? {}) as { error?: string; newRange?: Range };
     if (resolved.edit) {
-      await vscode.workspace.applyEdit(await lc.protocol2CodeConverter.asWorkspaceEdit(resolved.edit));
+      if (await vscode.workspace.applyEdit(await lc.protocol2CodeConverter.asWorkspaceEdit(resolved.edit))) {
+        select(editor, data.newRange);
+      }
     } else if (resolved.command) {
-      await lc.sendRequest(ExecuteCommandRequest.type, { command: resolved.command.command, arguments: resolved.command.arguments }, token);
+      const summary = await lc.sendRequest(ExecuteCommandRequest.type, { command: resolved.command.command, arguments: resolved.command.arguments }, token);
+      report(editor, summary, token);
     } else if (!token.isCancellationRequested) {
-      void vscode.window.showWarningMessage("Infill: no change for this block (see the Infill output).");
+      void vscode.window.showWarningMessage(`Infill: ${data.error ?? "no change for this block (see the Infill output)"}`);
     }
   });
+}
+
+/** What infill.fillRange answers (server/lsp.py fill_range). */
+interface FillSummary {
+  applied?: boolean;
+  error?: string;
+  newRange?: Range;
+}
+
+/** After infill.fillRange: select the new text, or say why nothing changed. */
+function report(editor: vscode.TextEditor, summary: FillSummary | undefined, token: vscode.CancellationToken): void {
+  if (summary?.applied) {
+    select(editor, summary.newRange);
+  } else if (summary && !token.isCancellationRequested) {
+    void vscode.window.showWarningMessage(`Infill: ${summary.error ?? "nothing applied"}`);
+  }
+}
+
+/** Select the text an edit wrote (the server says where it lies once applied). */
+function select(editor: vscode.TextEditor, range: Range | undefined): void {
+  const lc = client;
+  if (range && lc && vscode.window.activeTextEditor === editor) {
+    const r = lc.protocol2CodeConverter.asRange(range);
+    editor.selection = new vscode.Selection(r.start, r.end);
+  }
 }
 
 async function fillSelection(): Promise<void> {
@@ -152,9 +193,7 @@ async function fillSelection(): Promise<void> {
   const args = [lc.code2ProtocolConverter.asUri(editor.document.uri), lc.code2ProtocolConverter.asRange(editor.selection)];
   await withProgress("Infill: filling the selection…", async (token) => {
     const summary = await lc.sendRequest(ExecuteCommandRequest.type, { command: FILL_RANGE, arguments: args }, token);
-    if (summary && !summary.applied && !token.isCancellationRequested) {
-      void vscode.window.showWarningMessage(`Infill: ${summary.error ?? "nothing applied"}`);
-    }
+    report(editor, summary, token);
   });
 }
 

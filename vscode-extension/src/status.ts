@@ -1,49 +1,54 @@
-// The status-bar item (model, device, last latency) and the progress notification while the model loads.
-import * as path from "path";
+// The status-bar item: the server's state (pushed as infill/state), the model's name, the device and the last
+// latency; a progress notification while the model loads; a warning with "Open setting" when the server says
+// something needs the user (too slow for the deadline, a refused daemon, a model that did not load).
 import * as vscode from "vscode";
 import { LanguageClient, State } from "vscode-languageclient/node";
 
 export const STATUS_REQUEST = "infill/status";
+export const STATE_NOTIFICATION = "infill/state";
+
+/** server/contract.py STATES: what `state` of an infill/state notification can be. */
+export const STATES = ["starting", "loading", "ready", "slow", "refused", "unavailable", "failed"] as const;
+export type ServerState = (typeof STATES)[number];
+
+/** The infill/state notification (server/notices.py Notice). */
+export interface Notice {
+  state: ServerState;
+  message: string; // one line for people, the fix included
+  model?: string; // the model's name
+  setting?: string; // the setting (without "infill.") that fixes it
+}
 
 /** The parts of the `infill/status` answer shown here (server/lsp.py `status`, server/services.py `status`). */
 export interface ServerStatus {
   completions?: number;
   items?: number;
-  backend?: {
-    backend?: string; // "embedded" | "daemon"
-    model?: string | null;
-    device?: string;
-    state?: string; // "idle" | "loading" | "ready" | "failed"
-    error?: string; // why it failed
-    connected?: boolean;
-    served?: number;
-  };
-  settings?: { model?: string | null };
+  state?: Notice;
+  backend?: { backend?: string; device?: string; error?: string };
 }
 
-type Load = "loading" | "ready" | "failed";
-
-/** Whether the model is ready. Uses `backend.state` where the server reports it ("idle" counts as loading: the server
- * starts loading at `initialized`); otherwise a daemon is ready once connected, and an embedded engine once it has
- * answered a request. */
-function loadState(status: ServerStatus): Load {
-  const backend = status.backend ?? {};
-  if (backend.state) {
-    return backend.state === "ready" || backend.state === "failed" ? backend.state : "loading";
-  }
-  if (backend.backend === "daemon") {
-    return backend.connected ? "ready" : "loading";
-  }
-  return (backend.served ?? 0) > 0 ? "ready" : "loading";
-}
+/** States that a warning brings to the user's attention (once per change); "unavailable" only shows in the bar. */
+const WARN: ReadonlySet<ServerState> = new Set(["slow", "refused", "failed"]);
+const ICONS: Record<ServerState | "stopped", string> = {
+  starting: "$(loading~spin)",
+  loading: "$(loading~spin)",
+  ready: "$(sparkle)",
+  slow: "$(watch)",
+  refused: "$(warning)",
+  unavailable: "$(debug-disconnect)",
+  failed: "$(error)",
+  stopped: "$(circle-slash)",
+};
 
 export class StatusBar implements vscode.Disposable {
   private readonly item = vscode.window.createStatusBarItem(vscode.StatusBarAlignment.Right, 100);
+  private notice: Notice = { state: "starting", message: "starting the language server" };
+  private stopped = false;
   private status: ServerStatus = {};
-  private load: Load | "starting" | "stopped" = "starting";
   private latencyMs: number | undefined;
   private refreshing: Promise<void> | undefined;
-  private watching = false;
+  private loading: (() => void) | undefined; // ends the loading progress notification
+  private warned = "";
 
   constructor(private client: () => LanguageClient | undefined) {
     this.item.command = "infill.showStatus";
@@ -52,11 +57,53 @@ export class StatusBar implements vscode.Disposable {
     this.item.show();
   }
 
+  /** A state from the server: render it, follow loading with a progress notification, warn about problems. */
+  setNotice(notice: Notice): void {
+    this.notice = notice;
+    this.stopped = false;
+    this.render();
+    if (notice.state === "loading" && !this.loading) {
+      void vscode.window.withProgress(
+        { location: vscode.ProgressLocation.Notification, title: `Infill: ${notice.message}`, cancellable: false },
+        () => new Promise<void>((resolve) => (this.loading = resolve)),
+      );
+    } else if (notice.state !== "loading" && this.loading) {
+      this.loading();
+      this.loading = undefined;
+    }
+    const key = `${notice.state}:${notice.message}`;
+    if (WARN.has(notice.state) && key !== this.warned) {
+      this.warned = key;
+      void this.warn(notice);
+    }
+    if (notice.state === "ready") {
+      this.warned = "";
+      void this.refresh();
+    }
+  }
+
+  private async warn(notice: Notice): Promise<void> {
+    const open = notice.setting ? "Open setting" : undefined;
+    const show = notice.state === "slow" ? vscode.window.showWarningMessage : vscode.window.showErrorMessage;
+    const choice = await show(`Infill: ${notice.message}`, ...(open ? [open] : []));
+    if (choice === open && notice.setting) {
+      await vscode.commands.executeCommand("workbench.action.openSettings", `infill.${notice.setting}`);
+    }
+  }
+
   /** The time from asking for a suggestion to getting one (the server's debounce included). */
   recordLatency(ms: number): void {
     this.latencyMs = ms;
     this.render();
-    void this.refresh();
+  }
+
+  /** The language client stopped or is starting again. */
+  clientState(state: State): void {
+    this.stopped = state === State.Stopped;
+    if (state === State.Starting) {
+      this.notice = { state: "starting", message: "starting the language server", model: this.notice.model };
+    }
+    this.render();
   }
 
   /** Ask the server for its status (one request at a time) and show it. */
@@ -65,79 +112,53 @@ export class StatusBar implements vscode.Disposable {
     return this.refreshing;
   }
 
-  /** Refresh every half second until the model is ready or failed, with a progress notification meanwhile. */
-  async watchLoading(): Promise<void> {
-    await this.refresh();
-    if (this.load !== "loading" || this.watching) {
-      return;
-    }
-    this.watching = true;
-    const model = this.modelName();
-    const outcome = await vscode.window.withProgress(
-      { location: vscode.ProgressLocation.Notification, title: `Infill: loading ${model}…`, cancellable: false },
-      async () => {
-        const giveUp = Date.now() + 120_000;
-        while (this.load === "loading" && Date.now() < giveUp) {
-          await new Promise((resolve) => setTimeout(resolve, 500));
-          await this.refresh();
-        }
-        return this.load;
-      },
-    );
-    this.watching = false;
-    if (outcome === "failed") {
-      void vscode.window.showErrorMessage(`Infill: the model did not load: ${this.status.backend?.error ?? "see the Infill output"}`);
-    }
-  }
-
   /** One line for people: state, model, device, suggestions shown, last latency. */
   summary(): string {
-    const backend = this.status.backend ?? {};
-    const parts = [`Infill: ${this.load}`, this.modelName(), backend.device ?? backend.backend];
+    const parts = [`Infill: ${this.label()}`, this.notice.model, this.status.backend?.device];
     if (this.status.completions !== undefined) {
       parts.push(`${this.status.items ?? 0} suggestions for ${this.status.completions} requests`);
     }
     if (this.latencyMs !== undefined) {
       parts.push(`last in ${Math.round(this.latencyMs)} ms`);
     }
-    return parts.filter(Boolean).join(" · ");
+    return [parts.filter(Boolean).join(" · "), this.notice.state === "ready" ? "" : this.notice.message].filter(Boolean).join(": ");
+  }
+
+  private label(): string {
+    return this.stopped ? "stopped" : this.notice.state;
   }
 
   private async fetch(): Promise<void> {
     const client = this.client();
-    if (client === undefined || client.state !== State.Running) {
-      this.load = client?.state === State.Starting ? "starting" : "stopped";
-    } else {
+    if (client?.state === State.Running) {
       try {
         this.status = await client.sendRequest<ServerStatus>(STATUS_REQUEST, {});
-        this.load = loadState(this.status);
+        if (this.status.state) {
+          this.notice = this.status.state;
+        }
       } catch {
-        this.load = "stopped";
+        // the server went away meanwhile: its state change says so
       }
     }
     this.render();
   }
 
-  private modelName(): string {
-    const model = this.status.backend?.model ?? this.status.settings?.model;
-    return model ? path.basename(model) : "the model";
-  }
-
   private render(): void {
-    const backend = this.status.backend ?? {};
-    const parts = [this.modelName(), backend.device ?? backend.backend];
-    if (this.latencyMs !== undefined) {
+    const parts = [this.notice.model || "Infill", this.status.backend?.device];
+    if (this.latencyMs !== undefined && this.notice.state === "ready") {
       parts.push(`${Math.round(this.latencyMs)} ms`);
     }
-    const icon = { starting: "$(loading~spin)", loading: "$(loading~spin)", ready: "$(sparkle)", failed: "$(error)", stopped: "$(circle-slash)" }[this.load];
+    const state = this.stopped ? "stopped" : this.notice.state;
     const text = parts.filter(Boolean).join(" · ");
-    this.item.text = `${icon} ${text}`;
-    const error = this.load === "failed" && backend.error ? `: ${backend.error}` : "";
-    this.item.tooltip = `Infill: ${this.load}${error}. Click for the server's status.`;
-    this.item.accessibilityInformation = { label: `Infill: ${this.load}: ${text}` };
+    this.item.text = `${ICONS[state]} ${text}`;
+    const problem = !this.stopped && WARN.has(this.notice.state);
+    this.item.backgroundColor = problem ? new vscode.ThemeColor("statusBarItem.warningBackground") : undefined;
+    this.item.tooltip = `Infill: ${state}: ${this.notice.message}. Click for the server's status.`;
+    this.item.accessibilityInformation = { label: `Infill: ${state}: ${text}` };
   }
 
   dispose(): void {
+    this.loading?.();
     this.item.dispose();
   }
 }

@@ -4,7 +4,10 @@
 --- "Fill selection" (refactor.rewrite). Neovim resolves an action's edit lazily (codeAction/resolve), so
 --- the model runs only when the action is chosen; a server that answers with the infill.fillRange
 --- command instead applies the edit itself through workspace/applyEdit. Either way the outcome is
---- announced as `User InfillDone` with data { action, applied, error?, range?, text? }.
+--- announced as `User InfillDone` with data { action, applied, error?, range?, text?, new_range? }.
+--- While the model works, the command line says so ("infill: fixing the block… 3 s"); an edit that is
+--- applied leaves the marks '< and '> around the new text (`gv` selects it); one that is not says why
+--- (the server refuses code that would not parse, and names the setting when the deadline passed).
 
 local lsp = require("infill.lsp")
 
@@ -12,12 +15,54 @@ local M = {}
 
 local KINDS = { fix = "quickfix", fill = "refactor.rewrite" }
 
+local LABELS = { fix = "fixing the block", fill = "filling the selection" }
+
+--- Echo "infill: fixing the block… N s" every second until the returned function is called.
+local function progress(what)
+  local started, timer = vim.uv.now(), vim.uv.new_timer()
+  local function show()
+    local seconds = math.floor((vim.uv.now() - started) / 1000)
+    vim.api.nvim_echo({ { ("infill: %s… %d s"):format(LABELS[what], seconds) } }, false, {})
+  end
+  show()
+  timer:start(1000, 1000, vim.schedule_wrap(function()
+    if not timer:is_closing() then
+      show()
+    end
+  end))
+  return function()
+    if not timer:is_closing() then
+      timer:stop()
+      timer:close()
+      vim.api.nvim_echo({ { "" } }, false, {})
+    end
+  end
+end
+
+local stop_progress = function() end
+
 local function done(what, outcome)
+  stop_progress()
   outcome.action = what
   if outcome.error then
     vim.notify(("infill: %s: %s"):format(what, outcome.error), vim.log.levels.WARN)
   end
   vim.api.nvim_exec_autocmds("User", { pattern = "InfillDone", data = outcome, modeline = false })
+end
+
+--- Marks '< and '> around the LSP range `range` (what the edit wrote), so that `gv` selects the new text.
+local function mark_new_text(buf, range, encoding)
+  if type(range) ~= "table" or vim.api.nvim_get_current_buf() ~= buf then
+    return
+  end
+  local sr, sc = lsp.buf_pos(buf, range.start, encoding)
+  local er, ec = lsp.buf_pos(buf, range["end"], encoding)
+  if er > sr and ec == 0 then -- ends at a line start: the selection ends on the line before
+    er = er - 1
+    ec = #(vim.api.nvim_buf_get_lines(buf, er, er + 1, false)[1] or "") + 1
+  end
+  vim.api.nvim_buf_set_mark(buf, "<", sr + 1, sc, {})
+  vim.api.nvim_buf_set_mark(buf, ">", er + 1, math.max(ec - 1, sc), {})
 end
 
 --- The first TextEdit of a WorkspaceEdit for `uri` (for the InfillDone event), and the document version
@@ -41,16 +86,21 @@ local function apply(buf, what, client, action)
     end
     vim.lsp.util.apply_workspace_edit(action.edit, client.offset_encoding)
     e = e or {}
-    done(what, { applied = true, range = e.range, text = e.newText })
+    local new_range = type(action.data) == "table" and action.data.newRange or nil
+    mark_new_text(buf, new_range, client.offset_encoding)
+    done(what, { applied = true, range = e.range, text = e.newText, new_range = new_range })
   elseif action.command then -- infill.fillRange: the server sends workspace/applyEdit, then answers
     lsp.exec_cmd(client, action.command, buf, function(err, summary)
       summary = summary or {}
+      if summary.applied then
+        mark_new_text(buf, summary.newRange, client.offset_encoding)
+      end
       done(what, { applied = summary.applied == true, range = summary.range, text = summary.text,
-                   error = err and err.message or summary.error })
+                   new_range = summary.newRange, error = err and err.message or summary.error })
     end)
-  else
-    done(what, { applied = false,
-                 error = "no edit came back: the model proposed no change, or the buffer changed meanwhile (:LspLog)" })
+  else -- the server says why: code that would not parse, the deadline, the buffer changed meanwhile
+    local why = type(action.data) == "table" and action.data.error or nil
+    done(what, { applied = false, error = why ~= vim.NIL and why or "no edit came back (see :LspLog)" })
   end
 end
 
@@ -95,6 +145,8 @@ function M.run(what, opts)
     range = range,
     context = { diagnostics = {}, only = { KINDS[what] }, triggerKind = 1 },
   }
+  stop_progress()
+  stop_progress = progress(what)
   lsp.request(client, "textDocument/codeAction", params, function(err, actions)
     local action
     for _, a in ipairs(actions or {}) do

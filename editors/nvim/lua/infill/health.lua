@@ -3,6 +3,7 @@
 
 local M = {}
 
+local SETTLE_MS = 60000 -- how long :checkhealth waits for a starting daemon or a loading model
 local STATUS_TIMEOUT_MS = 60000 -- first start: imports, and the model load when embedded
 
 local function check_version()
@@ -69,6 +70,12 @@ local function check_server(opts)
   if vim.wait(STATUS_TIMEOUT_MS, function() return client.initialized or client.is_stopped and client:is_stopped() end, 50)
     and client.initialized then
     reply, err = lsp.request_sync(client, lsp.methods.status, vim.empty_dict(), STATUS_TIMEOUT_MS)
+    local deadline = vim.uv.now() + SETTLE_MS -- a daemon that starts, a model that loads: wait for the outcome
+    while reply and reply.result and type(reply.result.state) == "table"
+      and (reply.result.state.state == "starting" or reply.result.state.state == "loading") and vim.uv.now() < deadline do
+      vim.wait(250)
+      reply, err = lsp.request_sync(client, lsp.methods.status, vim.empty_dict(), STATUS_TIMEOUT_MS)
+    end
   end
   if started then
     lsp.stop(client)
@@ -89,8 +96,13 @@ local function check_server(opts)
   else
     vim.health.ok("model: the bundled default (set $INFILL_MODEL or settings.model for another)")
   end
-  if backend.backend == "daemon" and not backend.connected then
-    vim.health.warn("the model daemon is not connected yet", { "infill daemon status", "see :LspLog" })
+  local state = type(status.state) == "table" and status.state or {}
+  if state.state == "ready" then
+    vim.health.ok(("state: %s"):format(state.message))
+  elseif state.state == "refused" or state.state == "failed" then
+    vim.health.error(("state: %s"):format(state.message), { "see :LspLog" })
+  elseif state.state then
+    vim.health.warn(("state: %s: %s"):format(state.state, state.message), { "infill daemon status", "see :LspLog" })
   end
 end
 

@@ -88,5 +88,7 @@ M.suggest = function() return require("infill.suggestion").suggest() end
 M.fix = function(opts) return require("infill.actions").run("fix", opts) end
 M.fill = function(opts) return require("infill.actions").run("fill", opts) end
 M.status = function(callback) return require("infill.actions").status(callback) end
+--- A short state for a statusline ("infill: MODEL" when ready, "infill: loading", ...); `User InfillState` fires on changes.
+M.statusline = function() return require("infill.state").statusline() end
 
 return M

@@ -11,6 +11,7 @@ M.methods = {
   inline = "textDocument/inlineCompletion",
   status = "infill/status",
   fill_range = "infill.fillRange",
+  state = "infill/state",
 }
 
 local has_011 = vim.fn.has("nvim-0.11") == 1
@@ -39,6 +40,7 @@ function M.client_config(opts)
     cmd = opts.cmd,
     init_options = settings,
     settings = { infill = settings }, -- answers the server's workspace/configuration
+    handlers = { [M.methods.state] = require("infill.state").handle },
   }
 end
 
