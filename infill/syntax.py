@@ -249,6 +249,19 @@ def hole_window(text: str, start: int, end: int) -> tuple[int, int]:
     return lo, min(ends) if ends else len(text)
 
 
+def broken_at(text: str, start: int, end: int, language: str | None) -> bool:
+    """Whether the original already has a syntax problem at the hole (its lines, or the first code line after)."""
+    if language is None:
+        return False
+    lo, hi = hole_window(text, start, end)
+    return any(not (e.end < lo or e.start > hi) for e in _problems(text, normalize_language(language)))
+
+
+def problem_count(text: str, language: str) -> int:
+    """tree-sitter ERROR and MISSING nodes (and the statements a compiler would reject at file level) in `text`."""
+    return len(_problems(text, normalize_language(language)))
+
+
 def _python_verdict(text: str, start: int, end: int, middle: str) -> CompileError | None:
     """None when the splice compiles as far as can be judged, else the error (line and column in the new text).
 

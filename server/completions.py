@@ -104,37 +104,37 @@ def range_edit_is_safe(text: str, edit: Edit, language: str | None) -> str | Non
     """None when applying `edit` to `text` keeps the file's syntax, else why not ("would not compile (line 2:
     invalid syntax)", "would add 1 syntax error (line 6)"), for the user.
 
-    Python: the edited file must compile() when the original did. Every grammar (and Python code that did not
-    compile before): the edit adds no tree-sitter ERROR or MISSING node (`infill.syntax.check_splice`), so a
-    region that was already broken may stay broken but not get worse. No grammar: nothing to check.
-    (When the "real syntax check" of issue 15 lands in infill.syntax, only this body changes.)"""
-    from infill.syntax import check_splice
+    The engine's own judge (`infill.syntax.check_splice`: Python must compile when it did; other grammars gain no
+    ERROR or MISSING node), with one allowance for edits: a region that was already broken may stay broken, as
+    long as the file does not get worse. An edit with no code left in it is refused: it would delete the range.
+    """
+    from infill.syntax import broken_at, check_splice, problem_count
 
-    new = text[: edit.start] + edit.text + text[edit.end:]
-    if language == "python" and _compiles(text) is None:
-        problem = _compiles(new)
-        return None if problem is None else f"would not compile ({problem})"
     if language is None:
         return None
     verdict = check_splice(text, edit.start, edit.end, edit.text, language)
     if verdict.ok:
         return None
+    if verdict.empty:
+        return "the model wrote no code for this range"
+    new = text[: edit.start] + edit.text + text[edit.end:]
+    if language == "python" and _compiles(text) is None and (problem := _compiles(new)) is not None:
+        return f"would not compile ({problem})"
+    if broken_at(text, edit.start, edit.end, language) and problem_count(new, language) <= problem_count(text, language):
+        return None
     where = ""
     if verdict.first_error is not None:
         line = text.count("\n", 0, edit.start) + edit.text.count("\n", 0, verdict.first_error) + 1
         where = f" (line {line})"
-    return f"would add {verdict.added} syntax error{'s' if verdict.added > 1 else ''}{where}"
+    return f"would add {max(verdict.added, 1)} syntax error{'s' if verdict.added > 1 else ''}{where}"
 
 
 def _compiles(source: str) -> str | None:
     """None when `source` compiles as a Python module, else "line N: what" (compile's message)."""
-    try:
-        compile(source, "<infill>", "exec", dont_inherit=True)
-    except SyntaxError as exc:
-        return f"line {exc.lineno}: {exc.msg}"
-    except ValueError as exc:  # null bytes
-        return str(exc)
-    return None
+    from infill.syntax import python_compile_error
+
+    error = python_compile_error(source)
+    return None if error is None else f"line {error.line}: {error.message}"
 
 
 class Completer:
