@@ -125,8 +125,8 @@ def test_killed_writers_never_leave_a_partial_file(tmp_path, figures):
                 while not set(temp_files(tmp_path)) - before:
                     assert time.monotonic() < deadline, "the writer never wrote"
                 time.sleep(rng.uniform(0, 0.001))
-            else:  # anywhere: reading, filling, writing, renaming
-                time.sleep(rng.uniform(0, 0.4))
+            else:  # anywhere: reading, filling, writing, renaming (longer on a loaded machine, so some writes land)
+                time.sleep(rng.uniform(0, 0.4 if version or trial < trials // 2 else 2.0))
             os.kill(pid, signal.SIGKILL)
             code = int(server.stdout.readline())
             assert os.WIFSIGNALED(code) and os.WTERMSIG(code) == signal.SIGKILL, f"the writer ended by itself: {code}"
