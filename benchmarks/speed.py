@@ -96,7 +96,7 @@ def ar_decode(backend, state, length: int, seed: int = 0, self_conditioning: boo
         canvas = noise()
         canvas[0, : len(committed)] = torch.tensor(committed, device=backend.device)
         if self_conditioning and backend.noise == "uniform":
-            previous = logits.masked_fill(torch.isinf(logits), -1e4).to(backend.dtype)
+            previous = logits.softmax(-1)  # backends take the previous step's probabilities
     return ArOutput(committed, passes, False)
 
 

@@ -9,8 +9,11 @@ Two kinds of noise, chosen by the backend:
   token and *every other slot is re-noised*, earlier acceptances included; nothing is frozen.
 - mask (Dream / LLaDA style): noised slots hold the mask id; accepted slots are frozen for good.
 
-Clamped slots (the suffix head, padding past a candidate's end, everything outside a repair window)
-are re-imposed after every step: they are never free.
+Clamped slots (the suffix head, everything outside a repair window) are re-imposed after every step:
+they are never free.
+
+The backend gets the previous step's *probabilities* as self-conditioning (the softmax it would otherwise
+recompute from logits), and every row of one call has the same canvas length.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ class SamplerConfig:
     max_steps: int = 48  # step budget; the released checkpoint uses 48
     stability: int = 1  # stop once the argmax canvas is unchanged for this many steps ...
     confidence: float = 0.005  # ... and the mean entropy of the canvas is below this
-    self_conditioning: bool = True  # feed the previous step's logits back (DiffusionGemma does)
+    self_conditioning: bool = True  # feed the previous step's probabilities back (DiffusionGemma does)
 
     def __post_init__(self) -> None:
         if self.entropy_bound <= 0:
@@ -114,11 +117,16 @@ def sample(
     cfg: SamplerConfig = SamplerConfig(),
     processors: Sequence[LogitsProcessor] = (),
     seed: int | None | Sequence[int | None] = None,  # int: row r uses seed + r; or one seed per row
-    init_canvas: torch.Tensor | None = None,  # (B, L) start here instead of pure noise (repairs)
+    init_canvas: torch.Tensor | None = None,  # (B, L) start here instead of pure noise (repairs, warm starts)
     on_step: Callable[[int, torch.Tensor], None] | None = None,  # (step, argmax canvas (B, L)) drafts
     cancelled: Callable[[], bool | torch.Tensor] | None = None,  # True: stop all; (B,) bool: drop those rows
     deadline: float | None = None,  # time.monotonic() limit
 ) -> SampleOutput:
+    """Denoise B canvases of L slots each (rows of one length: the engine never pads rows to each other).
+
+    The vocabulary-sized work of a step is one log-softmax over the active rows' logits, one exp, and
+    one sample per *accepted* slot; the probabilities feed the next step's self-conditioning as they are.
+    """
     device = backend.device
     clamp_ids = clamp_ids.to(device)
     clamped = clamp_ids >= 0  # (B, L)
@@ -135,8 +143,10 @@ def sample(
     steps = torch.zeros(batch, dtype=torch.long, device=device)
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     dropped = torch.zeros(batch, dtype=torch.bool, device=device)
-    history: list[torch.Tensor] = []  # previous argmax canvases, for the stability test
-    self_cond: torch.Tensor | None = None  # (B, L, V) previous processed logits
+    history: list[torch.Tensor] = []  # the last `stability` argmax canvases (B, L), for the stop test
+    feedback: torch.Tensor | None = None  # (b, L, V) probabilities of the last step's rows, self-conditioning
+    fed_rows: torch.Tensor | None = None  # (b,) the rows `feedback` belongs to
+    self_conditioning = cfg.self_conditioning and backend.noise == "uniform"
     passes = 0
 
     for step in range(cfg.max_steps):
@@ -152,63 +162,61 @@ def sample(
                 raise CancelledError("request cancelled")
         if deadline is not None and time.monotonic() > deadline:
             raise DeadlineExceededError(f"deadline passed after {step} denoising steps")
-        active = ~finished  # rows still denoising; finished rows keep their result
-        rows = active.nonzero().squeeze(-1)
+        rows = (~finished).nonzero().squeeze(-1)  # (b,) rows still denoising; finished rows keep their result
+        if feedback is not None and len(rows) != len(fed_rows):
+            feedback = feedback[torch.isin(fed_rows, rows)]  # rows that finished leave the feedback too
 
         # 2. One decoder pass over the active rows: logits for the clean canvas.
-        sc = self_cond[rows] if self_cond is not None else None
-        raw = backend.denoise(state, canvas[rows], sc, rows)  # (b, L, V) float32
+        raw = backend.denoise(state, canvas[rows], feedback, rows)  # (b, L, V) float32, ours to change
         passes += 1
         for process in processors:
             raw = process(raw, step, rows)
-        t = temperature(cfg, step)
-        scaled = raw / t
-        logp = torch.log_softmax(scaled, dim=-1)  # (b, L, V)
-        probs = logp.exp()
-        entropy = -(probs * logp).nan_to_num().sum(-1)  # (b, L)
 
-        # 3. Propose: a sample at every slot, and the argmax as the current draft.
-        row_gens = [gens[r] for r in rows.tolist()]  # each row draws from its own generator
-        proposal = torch.stack([torch.multinomial(p, 1, generator=g).squeeze(-1)
-                                for p, g in zip(probs, row_gens, strict=True)])  # (b, L)
-        draft = scaled.argmax(-1)  # (b, L)
+        # 3. The draft (argmax, the same at any temperature) and its log-probability at temperature 1.
+        draft = raw.argmax(-1)  # (b, L)
+        draft_logp = raw.gather(-1, draft[..., None]).squeeze(-1) - raw.logsumexp(-1)  # (b, L)
 
-        # 4. Accept the lowest-entropy slots under the entropy bound; re-noise (uniform) or keep masked (mask).
+        # 4. One log-softmax at this step's temperature: probabilities and entropies.
+        logp = torch.log_softmax(raw.div_(temperature(cfg, step)), dim=-1)  # (b, L, V)
+        probs = logp.exp()  # (b, L, V)
+        entropy = -(probs * logp).nan_to_num_(0.0).sum(-1)  # (b, L); banned ids: 0 * -inf
+
+        # 5. Accept the lowest-entropy slots under the entropy bound; sample those slots only.
         free = ~clamped[rows]
         eligible = free & masked[rows] if masked is not None else free
         accept = entropy_bound_accept(entropy, eligible, cfg.entropy_bound)  # (b, L)
-        if masked is not None:
-            nxt = torch.where(accept, proposal, canvas[rows])
+        row_gens = [gens[r] for r in rows.tolist()]  # each row draws from its own generator
+        if masked is not None:  # mask noise: accepted slots are frozen, the rest stay masked
+            nxt = canvas[rows]
             masked[rows] = masked[rows] & ~accept
-        else:
-            noise = torch.stack([torch.randint(0, backend.vocab_size, (length,), generator=g, device=device)
-                                 for g in row_gens])  # (b, L)
-            nxt = torch.where(accept, proposal, noise)
-        nxt = torch.where(clamped[rows], clamp_ids[rows], nxt)  # 5. clamps are re-imposed every step
-        canvas[rows] = nxt
+        else:  # uniform noise: every slot that is not accepted is re-noised, earlier acceptances included
+            nxt = torch.stack([torch.randint(0, backend.vocab_size, (length,), generator=g, device=device)
+                               for g in row_gens])  # (b, L)
+        for i, g in enumerate(row_gens):
+            slots = accept[i].nonzero().squeeze(-1)  # (a,) this row's accepted slots
+            nxt[i, slots] = torch.multinomial(probs[i, slots], 1, generator=g).squeeze(-1)
+        canvas[rows] = torch.where(clamped[rows], clamp_ids[rows], nxt)  # 6. clamps are re-imposed every step
 
-        # 6. Record the draft, then stop rows whose draft is stable and confident.
+        # 7. Record the draft, then stop rows whose draft is stable and confident.
         argmax[rows] = torch.where(clamped[rows], clamp_ids[rows], draft)
-        logprobs[rows] = torch.log_softmax(raw, dim=-1).gather(-1, argmax[rows, :, None]).squeeze(-1)
+        logprobs[rows] = draft_logp
         steps[rows] += 1
-        history.append(argmax.clone())
         stable = torch.ones(batch, dtype=torch.bool, device=device)
         if cfg.stability:
-            if len(history) <= cfg.stability:
+            if len(history) < cfg.stability:
                 stable[:] = False
-            for past in history[-cfg.stability - 1 : -1]:
+            for past in history:
                 stable &= (past == argmax).all(-1)
+            history = [*history, argmax.clone()][-cfg.stability :]
         confident = torch.zeros(batch, dtype=torch.bool, device=device)
         mean_h = (entropy * free).sum(-1) / free.sum(-1).clamp(min=1)
         confident[rows] = mean_h < cfg.confidence
-        done_now = stable & confident & active
+        done_now = stable & confident & ~finished
         if masked is not None:
-            done_now |= active & ~masked.any(-1)
+            done_now |= ~finished & ~masked.any(-1)
         finished |= done_now
-        if cfg.self_conditioning and backend.noise == "uniform":
-            if self_cond is None:
-                self_cond = torch.zeros(batch, length, scaled.shape[-1], dtype=backend.dtype, device=device)
-            self_cond[rows] = scaled.to(backend.dtype)
+        if self_conditioning:
+            feedback, fed_rows = probs, rows
         if on_step is not None:
             on_step(step, argmax)
         if bool(finished.all()):

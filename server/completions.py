@@ -108,7 +108,7 @@ class Completer:
         if not await self.scheduler.debounce(ticket, 0 if invoked else settings.debounce_ms / 1000):
             return None
         text, version = doc.text, doc.version
-        result = await self._fill(doc, self._message(doc, settings, cursor=cursor), supersedable=True)
+        result = await self._fill(doc, self._message(doc, settings, cursor=cursor, invoked=invoked), supersedable=True)
         if result is None:
             return None
         if doc.version != version:  # edited meanwhile: the editor has moved on
@@ -174,14 +174,14 @@ class Completer:
 
     # -- pieces ---------------------------------------------------------------------------------------------
     def _message(self, doc: Document, settings: Settings, cursor: int | None = None,
-                 span: tuple[int, int] | None = None, quality: str | None = None) -> InfillMessage:
+                 span: tuple[int, int] | None = None, quality: str | None = None, invoked: bool = True) -> InfillMessage:
         path = to_fs_path(doc.uri) if doc.uri.startswith("file:") else None
         # an editor's JS string can hold an unpaired surrogate; it cannot be encoded as UTF-8 for the model
         return InfillMessage(id=self.scheduler.new_request_id(), text=replace_lone_surrogates(doc.text),
                              cursor=cursor, range=span,
                              path=path, language=grammar_of(doc), quality=quality or settings.quality,
                              max_steps=settings.max_steps, seed=settings.seed, deadline_ms=settings.deadline_ms,
-                             lengths=settings.lengths)
+                             lengths=settings.lengths, invoked=invoked)
 
     async def _fill(self, doc: Document, msg: InfillMessage, supersedable: bool,
                     raise_errors: bool = False) -> ResultMessage | None:

@@ -28,7 +28,7 @@ def request(msg: InfillMessage, received: float) -> InfillRequest:
     deadline = None if msg.deadline_ms is None else received + msg.deadline_ms / 1000
     return InfillRequest(text=msg.text, cursor=msg.cursor, span=msg.range, path=msg.path, language=msg.language,
                          quality=msg.quality, max_steps=msg.max_steps or None, seed=msg.seed, deadline=deadline,
-                         lengths=msg.lengths)  # max_steps 0 on the wire: the preset's budget, as None
+                         lengths=msg.lengths, invoked=msg.invoked)  # max_steps 0 on the wire: the preset's budget
 
 
 def result(request_id: str, r: InfillResult, queued_seconds: float = 0.0, batch_size: int = 1) -> ResultMessage:

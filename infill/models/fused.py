@@ -1,0 +1,253 @@
+"""The lean stack's weights rearranged for inference on a CPU: fewer, larger ops per layer, optionally int8.
+
+A decoder step over a 16-slot canvas multiplies a few rows by every weight: its cost is the weights streamed
+from memory plus a fixed cost per op (a few microseconds each on one core, ~1,000 ops per step in
+`LeanDiffusionGemma.decode`). This module computes the same function with about a third of the ops:
+
+- **fused projections**: q/k/v are one matmul, MLP gate/up one, every expert's gate/up one and every
+  expert's down one (the router weight scales each expert's inner activations before the shared down
+  projection, which is the same sum);
+- **shared norms**: q/k/v norms are one RMS over the heads with a concatenated weight; the three norms of
+  the feed-forward input (dense MLP, router, experts) share one RMS;
+- **preallocated K/V per canvas** (`CanvasKV`): the prompt's K/V copied once into buffers of exactly
+  prompt + canvas slots; a step writes the canvas K/V into the tail in place and attends over the whole
+  buffer with no mask (a mask only for a batch of left-padded prompts), never concatenating;
+- grouped-query attention folds a kv head's query heads into rows (no K/V copies);
+- no self-conditioning MLP on the first step (its input is zero, so is its output).
+
+With float32 weights the logits equal the class's within 1e-5 (tests/test_fused.py). `int8=True` runs every
+projection, the experts and the tied head through `int8.Int8Linear` (per-channel weights, dynamic
+activations): an option measured for quality before it is a default.
+
+    stack = FusedStack(load_lean(path), int8=False)
+    kv = stack.encode(ids, positions)                              # per layer (K, V) (1, kv_heads, T, d)
+    buffers = stack.canvas_kv(kv, batch=1, canvas=14)
+    logits = stack.decode(canvas, positions, buffers, soft=None)   # (b, L, V) float32, softcapped
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .lean import DENSE_EXPERTS_MAX, LeanDiffusionGemma, rotate
+
+Linear = Callable[[torch.Tensor], torch.Tensor]
+
+
+class _Float(nn.Module):
+    """F.linear with a float weight (out, in): the float32 form of a fused projection."""
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        super().__init__()
+        self.weight = weight.detach().contiguous()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight)
+
+
+def _rms(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """x * mean(x²)^-½ over the last dim, in float32 (Gemma's RMSNorm without its weight)."""
+    h = x.float()
+    return h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
+
+
+@dataclass
+class CanvasKV:
+    """Per-layer K/V buffers for one batch of canvases: [prompt keys | canvas keys], exactly sized.
+
+    kv[i] = (K, V), each (b, kv_heads, P + L, d); the prompt part is written once, the canvas part by every
+    step. `mask` (b, 1, 1, P + L) marks real keys when the prompts are left-padded to one length, else None.
+    """
+
+    kv: list[tuple[torch.Tensor, torch.Tensor]]
+    prompt: int  # P: prompt slots (the longest prompt when padded)
+    mask: torch.Tensor | None
+
+    @property
+    def batch(self) -> int:
+        return self.kv[0][0].shape[0]
+
+
+class FusedLayer(nn.Module):
+    def __init__(self, layer, make: Callable[[torch.Tensor], nn.Module], eps: float) -> None:
+        super().__init__()
+        attn = layer.self_attn
+        self.heads, self.kv_heads, self.head_dim, self.eps = attn.heads, attn.kv_heads, attn.head_dim, eps
+        v_weight = attn.v_proj.weight if attn.v_proj is not None else attn.k_proj.weight  # full layers: V = K
+        self.qkv = make(torch.cat([attn.q_proj.weight, attn.k_proj.weight, v_weight]))
+        d = self.head_dim
+        self.head_norm = torch.cat([attn.q_norm.weight.float().expand(self.heads, d),  # (h + 2 kvh, d)
+                                    attn.k_norm.weight.float().expand(self.kv_heads, d),
+                                    torch.ones(self.kv_heads, d)]).detach()
+        self.o_proj = make(attn.o_proj.weight)
+        self.input_norm = layer.input_layernorm.weight.detach().float()
+        self.post_attn_norm = layer.post_attention_layernorm.weight.detach().float()
+        # feed-forward: one RMS of x scaled three ways (dense MLP, router, experts)
+        hidden = self.input_norm.shape[0]
+        self.pre_mlp = layer.pre_feedforward_layernorm.weight.detach().float()
+        self.pre_router = (layer.router.scale.detach().float() * hidden ** -0.5)
+        self.pre_experts = layer.pre_feedforward_layernorm_2.weight.detach().float()
+        self.mlp_gate_up = make(torch.cat([layer.mlp.gate_proj.weight, layer.mlp.up_proj.weight]))
+        self.mlp_down = make(layer.mlp.down_proj.weight)
+        self.router = layer.router.proj.weight.detach().float()
+        self.top_k = layer.router.top_k
+        self.per_expert_scale = layer.router.per_expert_scale.detach().float()
+        experts = layer.experts
+        count, inner2, _ = experts.gate_up_proj.shape
+        if count > DENSE_EXPERTS_MAX:
+            raise ValueError(f"the fused stack runs experts densely; {count} experts is over {DENSE_EXPERTS_MAX}")
+        self.experts, self.expert_inner = count, inner2 // 2
+        self.experts_gate_up = make(experts.gate_up_proj.reshape(count * inner2, hidden))  # (E * 2I, H)
+        self.experts_down = make(experts.down_proj.permute(1, 0, 2).reshape(hidden, count * self.expert_inner))
+        self.post_mlp_norm = layer.post_feedforward_layernorm_1.weight.detach().float()
+        self.post_experts_norm = layer.post_feedforward_layernorm_2.weight.detach().float()
+        self.post_ff_norm = layer.post_feedforward_layernorm.weight.detach().float()
+        self.scalar = layer.layer_scalar.detach().float()
+
+    def project(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+        """x (b, T, H) -> q (b, h, T, d), k and v (b, kvh, T, d): normed, q and k rotated."""
+        b, t, _ = x.shape
+        h = _rms(x, self.eps) * self.input_norm
+        heads = self.qkv(h).view(b, t, self.heads + 2 * self.kv_heads, self.head_dim)
+        heads = _rms(heads, self.eps) * self.head_norm  # q, k and v norms in one
+        qk = rotate(heads[:, :, : self.heads + self.kv_heads], cos, sin)
+        q, k = qk.split([self.heads, self.kv_heads], dim=2)
+        v = heads[:, :, self.heads + self.kv_heads :]
+        return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+
+    def finish(self, x: torch.Tensor, attn: torch.Tensor, scalar: torch.Tensor) -> torch.Tensor:
+        """The residual after attention (b, T, h * d) and the whole feed-forward half."""
+        x = x + _rms(self.o_proj(attn), self.eps) * self.post_attn_norm
+        shape = x.shape
+        flat = x.reshape(-1, shape[-1])  # (N, H)
+        r = _rms(flat, self.eps)
+        gate, up = self.mlp_gate_up(r * self.pre_mlp).chunk(2, dim=-1)
+        dense = _rms(self.mlp_down(F.gelu(gate, approximate="tanh") * up), self.eps) * self.post_mlp_norm
+        # router: softmax over experts, top-k, renormalised, times each expert's scale
+        probs = F.softmax(F.linear(r * self.pre_router, self.router), dim=-1, dtype=torch.float32)  # (N, E)
+        weights, index = torch.topk(probs, self.top_k, dim=-1)
+        weights = weights / weights.sum(-1, keepdim=True) * self.per_expert_scale[index]
+        routed = torch.zeros_like(probs).scatter(1, index, weights)  # (N, E): 0 for unpicked experts
+        both = self.experts_gate_up(r * self.pre_experts).view(-1, self.experts, 2, self.expert_inner)
+        inner = F.gelu(both[:, :, 0], approximate="tanh") * both[:, :, 1] * routed[..., None]  # (N, E, I)
+        moe = _rms(self.experts_down(inner.reshape(inner.shape[0], -1)), self.eps) * self.post_experts_norm
+        ff = _rms(dense + moe, self.eps) * self.post_ff_norm
+        return ((flat + ff) * scalar).view(shape)
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+               causal: bool) -> torch.Tensor:
+        """q (b, h, Tq, d) over k, v (b, kvh, Tk, d) -> (b, Tq, h * d)."""
+        b, _, t, d = q.shape
+        groups = self.heads // self.kv_heads
+        if causal:  # query positions differ per row: the kv heads are repeated instead of folded
+            k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+        else:  # every query row sees the same keys: a kv head's query heads become more rows
+            q = q.reshape(b, self.kv_heads, groups * t, d)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None,
+                                             scale=1.0)  # q/k norms replace the 1/sqrt(d) scaling
+        return out.reshape(b, self.heads, t, d).transpose(1, 2).reshape(b, t, -1)
+
+
+class FusedStack(nn.Module):
+    def __init__(self, lean: LeanDiffusionGemma, int8: bool = False) -> None:
+        super().__init__()
+        if next(lean.parameters()).dtype != torch.float32:
+            raise ValueError("the fused stack computes in float32; load the model as float32")
+        if int8:
+            from .int8 import Int8Linear as make
+        else:
+            make = _Float
+        self.int8 = int8
+        cfg = lean.text_config
+        self.eps, self.hidden, self.vocab = cfg.rms_norm_eps, cfg.hidden_size, cfg.vocab_size
+        self.window, self.softcap, self.layer_types = lean.window, lean.softcap, lean.layer_types
+        self.rope_of = lean.rope  # (positions, dtype) -> {kind: (cos, sin)}
+        stack = lean.model.decoder
+        with torch.no_grad():
+            self.layers = nn.ModuleList(FusedLayer(layer, make, self.eps) for layer in stack.layers)
+            self.encoder_scalars = [s.layer_scalar.detach().float() for s in lean.model.encoder.language_model.layers]
+            self.embed = stack.embed_tokens.weight.detach()  # (V, H) float32: input embeddings and probs @ E
+            self.embed_scale = torch.tensor(self.hidden ** 0.5, dtype=self.embed.dtype)
+            self.head = make(self.embed)  # the tied output head
+            # probs @ E for self-conditioning: an int8 copy of E transposed, or the float32 embedding itself
+            self.soft_head = make(self.embed.t()) if int8 else None
+            self.final_norm = stack.norm.weight.detach().float()
+            sc = stack.self_conditioning
+            self.sc_pre_norm = sc.pre_norm.weight.detach().float()
+            self.sc_gate_up = make(torch.cat([sc.gate_proj.weight, sc.up_proj.weight]))
+            self.sc_down = make(sc.down_proj.weight)
+
+    # -- encoder ---------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode(self, ids: torch.Tensor, positions: torch.Tensor,
+               past: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Causal pass over one prompt's ids (1, T) at positions (1, T) after `past` (its first positions' K/V).
+        Returns every layer's (K, V) (1, kvh, past + T, d): what `LeanDiffusionGemma.encode` returns as kv."""
+        t = ids.shape[1]
+        n_past = past[0][0].shape[2] if past else 0
+        if n_past + t > self.window:
+            raise ValueError(f"prompt of {n_past + t} tokens over the sliding window of {self.window}")
+        mask = None
+        if n_past:  # new queries see every past key and the new keys up to their own
+            mask = torch.ones(t, n_past + t, dtype=torch.bool).tril(n_past)
+        x = F.embedding(ids, self.embed) * self.embed_scale
+        rope = self.rope_of(positions, x.dtype)
+        kv = []
+        for i, layer in enumerate(self.layers):
+            q, k, v = layer.project(x, *rope[self.layer_types[i]])
+            if past:
+                k, v = torch.cat([past[i][0], k], dim=2), torch.cat([past[i][1], v], dim=2)
+            kv.append((k, v))
+            x = layer.finish(x, layer.attend(q, k, v, mask, causal=True), self.encoder_scalars[i])
+        return kv
+
+    # -- decoder ---------------------------------------------------------------------------------------
+    def canvas_kv(self, kv: list[tuple[torch.Tensor, torch.Tensor]], batch: int, canvas: int,
+                  key_mask: torch.Tensor | None = None) -> CanvasKV:
+        """Buffers for `batch` canvases of `canvas` slots over a prompt's kv (rows 1 or `batch`, P slots).
+        key_mask (batch, P) marks real keys of left-padded prompts (None: all real)."""
+        prompt = kv[0][0].shape[2]
+        buffers = []
+        for k, v in kv:
+            shape = (batch, k.shape[1], prompt + canvas, k.shape[3])
+            kb, vb = torch.empty(shape, dtype=k.dtype), torch.empty(shape, dtype=v.dtype)
+            kb[:, :, :prompt], vb[:, :, :prompt] = k, v  # broadcast one prompt over every row
+            buffers.append((kb, vb))
+        mask = None
+        if key_mask is not None and not bool(key_mask.all()):
+            mask = torch.cat([key_mask.bool(), torch.ones(batch, canvas, dtype=torch.bool)], -1)[:, None, None]
+        return CanvasKV(buffers, prompt, mask)
+
+    @torch.no_grad()
+    def soft_embeddings(self, probs: torch.Tensor) -> torch.Tensor:
+        """Self-conditioning input from the previous step's probabilities (…, V) -> (…, H): probs @ E · √H."""
+        return (probs @ self.embed if self.soft_head is None else self.soft_head(probs)) * self.embed_scale
+
+    @torch.no_grad()
+    def decode(self, canvas: torch.Tensor, positions: torch.Tensor, buffers: CanvasKV,
+               soft: torch.Tensor | None = None) -> torch.Tensor:
+        """canvas (b, L), positions (b or 1, L), soft embeddings (b, L, H) or None -> logits (b, L, V) float32."""
+        b, length = canvas.shape
+        x = F.embedding(canvas, self.embed) * self.embed_scale
+        if soft is not None:  # the self-conditioning MLP; with no previous step its input and output are 0
+            gate, up = self.sc_gate_up(_rms(soft, self.eps) * self.sc_pre_norm).chunk(2, dim=-1)
+            x = x + self.sc_down(F.gelu(gate, approximate="tanh") * up)
+        x = _rms(x, self.eps)
+        rope = self.rope_of(positions.expand(b, -1), x.dtype)
+        start = buffers.prompt
+        for i, layer in enumerate(self.layers):
+            q, k, v = layer.project(x, *rope[self.layer_types[i]])
+            kb, vb = buffers.kv[i]
+            kb[:, :, start:] = k  # in place: no per-layer concatenation of the prompt's K/V
+            vb[:, :, start:] = v
+            x = layer.finish(x, layer.attend(q, kb, vb, buffers.mask, causal=False), layer.scalar)
+        logits = self.head(_rms(x, self.eps) * self.final_norm).float()
+        return logits.div_(self.softcap).tanh_().mul_(self.softcap)
+
+
+__all__ = ["FusedStack", "FusedLayer", "CanvasKV"]
