@@ -98,6 +98,13 @@ def add_fill_arguments(p: argparse.ArgumentParser) -> None:
     gen.add_argument("--max-bytes", type=positive_int, default=DEFAULT_MAX_BYTES,
                      help=f"refuse larger files (default {DEFAULT_MAX_BYTES})")
     add_model_arguments(p)
+    from server.contract import DEFAULT_ADDRESS
+
+    d = p.add_argument_group("daemon (the model stays loaded between commands)")
+    d.add_argument("--daemon", metavar="ADDRESS", default=DEFAULT_ADDRESS,
+                   help=f"use the model daemon at ADDRESS when one answers there and serves the model asked for "
+                        f"(default {DEFAULT_ADDRESS}); else the model loads in this process")
+    d.add_argument("--no-daemon", action="store_true", help="always load the model in this process")
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -106,7 +113,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                    "(default: $INFILL_MODEL, else the bundled model)")
     m.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (default auto)")
     m.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16 (default auto)")
-    m.add_argument("--quantize", choices=("4bit", "8bit"), help="bitsandbytes quantization (CUDA only)")
+    m.add_argument("--quantize", choices=("none", "int8", "4bit", "8bit"),
+                   help="int8: int8 matmuls on the CPU (per-channel weights, dynamic activations); none: float "
+                        "weights; 4bit/8bit: bitsandbytes (CUDA only). Default: the device's (see README)")
     m.add_argument("--threads", type=positive_int, help="torch CPU threads")
     m.add_argument("--trust-remote-code", action="store_true", help="allow checkpoints that ship modeling code")
 
@@ -151,15 +160,15 @@ def run_fill(args: argparse.Namespace) -> int:
     source = read_source(args.file, args.max_bytes)
     index = LineIndex.of(source.text)
     holes = parse_holes(index, args.at, args.range)
-    engine = load_engine(args.model, load_options(args), verbose=args.verbose)
-
-    results = [engine.fill(build_request(source, hole, args, language)) for hole in holes]
+    filler = Filler(args)
+    results = [filler.fill(build_request(source, hole, args, language)) for hole in holes]
+    filler.close()
     # What gets inserted: new lines of a CRLF file end in CRLF, in every output, not only on disk.
     texts = [match_newlines(r.text, source.newline) for r in results]
     new_text = apply_edits(source.text, [(r.start, r.end, t) for r, t in zip(results, texts, strict=True)])
 
     if args.json:
-        output = "".join(json.dumps(result_json(source.path, index, h, r, t)) + "\n"
+        output = "".join(json.dumps(result_json(source.path, index, h, r, t, filler.via)) + "\n"
                          for h, r, t in zip(holes, results, texts, strict=True))
     elif args.diff:
         output = unified_diff(source.text, new_text, source.path)
@@ -185,10 +194,51 @@ def build_request(source: SourceText, hole: HoleSpec, args: argparse.Namespace, 
     )
 
 
+class Filler:
+    """Where `infill fill` sends its requests: a running daemon that serves the model asked for (it stays loaded
+    between commands), else an engine loaded in this process. `via` says which, for --json's "backend"."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.impl = self._daemon() if self._may_use_daemon() else None
+        self.via = "daemon" if self.impl is not None else "in-process"
+        if self.impl is None:
+            self.impl = load_engine(args.model, load_options(args), verbose=args.verbose)
+
+    def _may_use_daemon(self) -> bool:
+        """Not when told so, nor when an option asks for a model load the daemon did not make."""
+        a = self.args
+        return not a.no_daemon and a.device == "auto" and a.dtype == "auto" and not a.quantize \
+            and not a.trust_remote_code
+
+    def _daemon(self):
+        from server.remote import connect
+
+        from .models.presets import default_model
+
+        return connect(self.args.daemon, self.args.model or default_model())
+
+    def fill(self, req: InfillRequest) -> InfillResult:
+        if self.via == "in-process":
+            return self.impl.fill(req)
+        from server.protocol import Unavailable
+
+        try:
+            return self.impl.fill(req)
+        except Unavailable:  # the daemon went away mid-command: load the model here and carry on
+            self.close()
+            self.impl, self.via = load_engine(self.args.model, load_options(self.args), self.args.verbose), "in-process"
+            return self.impl.fill(req)
+
+    def close(self) -> None:
+        if self.via == "daemon":
+            self.impl.close()
+
+
 def load_options(args: argparse.Namespace) -> LoadOptions:
     from .models.base import LoadOptions
 
-    return LoadOptions(device=args.device, dtype=args.dtype, quantize=args.quantize,
+    return LoadOptions(device=args.device, dtype=args.dtype, quantize=args.quantize or None,
                        trust_remote_code=args.trust_remote_code, threads=args.threads)
 
 
@@ -208,8 +258,12 @@ def load_engine(model: str | None, options: LoadOptions, verbose: bool = False) 
 
 
 def quiet_transformers(verbose: bool) -> None:
-    """No progress bars or library warnings on stderr unless --verbose."""
+    """No progress bars or library warnings on stderr unless --verbose. transformers reads the environment when
+    it is imported; a model that loads without it (the fused stack) never pays ~1 s to import it here."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "0" if verbose else "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "warning" if verbose else "error")
+    if "transformers" not in sys.modules:
+        return
     from transformers.utils import logging as hf_logging
 
     if verbose:
@@ -221,8 +275,10 @@ def quiet_transformers(verbose: bool) -> None:
 
 
 # -- output formatting -------------------------------------------------------------------------------------
-def result_json(path: str, index: LineIndex, hole: HoleSpec | None, result: InfillResult, text: str) -> dict:
-    """One hole as a JSON object: where (path, range as L1:C1-L2:C2 and offsets), what, and how it was made."""
+def result_json(path: str, index: LineIndex, hole: HoleSpec | None, result: InfillResult, text: str,
+                backend: str = "in-process") -> dict:
+    """One hole as a JSON object: where (path, range as L1:C1-L2:C2 and offsets), what, and how it was made
+    (`backend`: "daemon" or "in-process")."""
     fields = result.to_dict()
     candidates = fields.pop("candidates")
     out = {"path": path, "range": format_range(index, result.start, result.end)}
@@ -231,6 +287,7 @@ def result_json(path: str, index: LineIndex, hole: HoleSpec | None, result: Infi
     out |= fields
     out["text"] = text
     out["seconds"] = round(result.seconds, 4)
+    out["backend"] = backend
     out["candidates"] = [
         {"length": c["length"], "chars": len(c["text"]), "syntax_ok": c["syntax_ok"],
          "confidence": round(c["confidence"], 4), "finished": c["finished"]}
@@ -275,11 +332,11 @@ def run_jobs(args: argparse.Namespace) -> int:
     if clash:
         raise UsageError(f"--jobs takes its holes from the jobs file; drop {', '.join(clash)}")
     lines = read_jobs(args.jobs)
-    engine = load_engine(args.model, load_options(args), verbose=args.verbose)
+    filler = Filler(args)
     status = EXIT_OK
     for number, line in lines:
         try:
-            out = run_job(engine, line, args)
+            out = run_job(filler, line, args)
         except InfillError as exc:
             out, status = job_error(line, number, str(exc)), EXIT_FAILED
         except Exception as exc:  # one job's bug must not cost the others their results
@@ -288,6 +345,7 @@ def run_jobs(args: argparse.Namespace) -> int:
             out, status = job_error(line, number, f"internal error: {type(exc).__name__}: {exc}"), EXIT_FAILED
         sys.stdout.write(json.dumps(out) + "\n")
         sys.stdout.flush()
+    filler.close()
     return status
 
 
@@ -316,7 +374,7 @@ def parse_job(line: str) -> dict:
     return job
 
 
-def run_job(engine: Engine, line: str, args: argparse.Namespace) -> dict:
+def run_job(filler: Filler, line: str, args: argparse.Namespace) -> dict:
     job = parse_job(line)
     language = job.get("language") or args.language
     language = normalize_language(language) if language else None
@@ -325,8 +383,8 @@ def run_job(engine: Engine, line: str, args: argparse.Namespace) -> dict:
         raise BadInputError("a job cannot read stdin")
     index = LineIndex.of(source.text)
     hole = parse_holes(index, [job["at"]] if "at" in job else None, [job["range"]] if "range" in job else None)[0]
-    result = engine.fill(build_request(source, hole, args, language, seed=job.get("seed")))
-    return result_json(source.path, index, hole, result, match_newlines(result.text, source.newline))
+    result = filler.fill(build_request(source, hole, args, language, seed=job.get("seed")))
+    return result_json(source.path, index, hole, result, match_newlines(result.text, source.newline), filler.via)
 
 
 def job_error(line: str, number: int, message: str) -> dict:
@@ -373,6 +431,12 @@ def run_model(args: argparse.Namespace) -> int:
 
 # -- infill train ------------------------------------------------------------------------------------------
 def run_train(args: argparse.Namespace) -> int:
+    forwarded = args.forwarded[: args.forwarded.index("--")] if "--" in args.forwarded else args.forwarded
+    if "-h" in forwarded or "--help" in forwarded:  # argparse would print it; without importing torch first
+        from .train_help import TEXT
+
+        sys.stdout.write(TEXT)
+        return EXIT_OK
     try:
         from .train.cli import main as train_main
     except ImportError as exc:

@@ -164,9 +164,9 @@ class Engine:
         state = self.backend.prefill(prompt)
         preset = quality(req.quality)
         sampler = quality_preset(req.quality, req.max_steps)
-        if req.invoked:  # every candidate, shortest first; climbing stops at the first good one
-            lengths, climb = list(hole.lengths), self.config.escalate and preset.escalate
-        else:  # as you type: the one candidate that most often holds the middle, no second chances
+        if req.invoked and preset.escalate:  # every candidate, shortest first; climbing stops at the first good one
+            lengths, climb = list(hole.lengths), self.config.escalate
+        else:  # as you type, or latency first: the one candidate that most often holds the middle
             lengths, climb = [spans.one_row_length(hole.kind, hole.lengths, self.config.sizing)], False
         warm = None
         if not req.invoked and preset.warm_steps and self.backend.noise == "uniform" and req.cursor is not None \

@@ -149,6 +149,8 @@ class ResultMessage(Message):
     sizing: str = ""
     prompt_tokens: int = 0
     reused_prompt_tokens: int = 0
+    repaired: bool = False
+    candidates: tuple[dict[str, Any], ...] = ()  # each candidate tried: length, text, syntax_ok, confidence, finished
 
 
 @dataclass(frozen=True)

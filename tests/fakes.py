@@ -46,6 +46,7 @@ class ScriptedBackend:
         self.cache_stats = CacheStats()
         self.calls: list[torch.Tensor] = []
         self.self_conditioning_seen: list[bool] = []
+        self.feedback: list[torch.Tensor | None] = []  # the self-conditioning probabilities of each call
 
     def prefill(self, prompt) -> PromptState:
         self.cache_stats.prefills += 1
@@ -57,6 +58,7 @@ class ScriptedBackend:
     def denoise(self, state, canvas, self_conditioning, rows=None):
         self.calls.append(canvas.clone())
         self.self_conditioning_seen.append(self_conditioning is not None)
+        self.feedback.append(None if self_conditioning is None else self_conditioning.clone())
         b, length = canvas.shape
         if self.target.shape[0] == 1:
             target = self.target.expand(b, -1)[:, :length]

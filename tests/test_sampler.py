@@ -90,12 +90,40 @@ def test_finished_rows_leave_the_batch():
     assert out.finished.tolist() == [True, False]
     assert backend.rows_seen[0] == 2 and backend.rows_seen[-1] == 1
     assert int(out.steps[1]) == 10 and int(out.steps[0]) < 10
+    # the self-conditioning rows follow the canvases: the finished row's probabilities leave with it
+    assert all(f is None or f.shape[0] == n for f, n in zip(backend.feedback, backend.rows_seen, strict=True))
 
 
 def test_self_conditioning_is_fed_back_after_the_first_step():
     backend = ScriptedBackend(TARGET)
     sample(backend, backend.prefill(_prompt()), free_canvas(), SamplerConfig(), seed=0)
     assert backend.self_conditioning_seen[0] is False and all(backend.self_conditioning_seen[1:])
+
+
+def test_self_conditioning_is_the_previous_steps_probabilities():
+    backend = ScriptedBackend(TARGET, sharpness=2.0)
+    cfg = SamplerConfig(max_steps=3)
+    sample(backend, backend.prefill(_prompt()), free_canvas(), cfg, seed=0)
+    for step in (1, 2):  # the logits the backend gave at step - 1, at that step's temperature
+        previous = backend.denoise(backend.prefill(_prompt()), backend.calls[step - 1], None)
+        want = torch.softmax(previous / temperature(cfg, step - 1), dim=-1)
+        assert torch.allclose(backend.feedback[step], want, atol=1e-6)
+
+
+def test_only_accepted_slots_are_sampled(monkeypatch):
+    drawn = []
+    real = torch.multinomial
+
+    def spy(probs, *args, **kwargs):
+        drawn.append(probs.shape[0])  # rows of the distribution = slots sampled in one call
+        return real(probs, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "multinomial", spy)
+    target = torch.tensor([[40, 41, -1, -1, -1, -1, 1, 0]])  # four slots stay uncertain
+    backend = ScriptedBackend(target, sharpness=30.0)
+    sample(backend, backend.prefill(_prompt()), free_canvas(), SamplerConfig(max_steps=3), seed=0)
+    # the 4 certain slots and the first uncertain one (the EB rule takes the slot that crosses the bound); not all 8
+    assert drawn == [5, 5, 5]
 
 
 def test_mask_noise_freezes_accepted_slots_and_stops_when_no_mask_is_left():
