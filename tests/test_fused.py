@@ -52,8 +52,9 @@ def test_incremental_prefill_and_left_padded_prompts_match():
         first = fused.encode(ids[:1, :12], positions[:1, :12])
         first = fused.encode(ids[:1, 12:], positions[:1, 12:], past=first)
         second = fused.encode(ids[1:, -7:], positions[1:, -7:])
-        padded = [(torch.cat([a, torch.nn.functional.pad(b, (0, 0, 12, 0))]),
-                   torch.cat([c, torch.nn.functional.pad(d, (0, 0, 12, 0))])) for (a, c), (b, d) in zip(first, second)]
+        pad = torch.nn.functional.pad
+        padded = [(torch.cat([a, pad(b, (0, 0, 12, 0))]), torch.cat([c, pad(d, (0, 0, 12, 0))]))
+                  for (a, c), (b, d) in zip(first, second, strict=True)]
         got = fused.decode(canvas, canvas_pos, fused.canvas_kv(padded, 2, 5, mask.bool()))
     assert torch.allclose(got, want, atol=1e-5), (got - want).abs().max()
 
