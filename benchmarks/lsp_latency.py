@@ -320,6 +320,7 @@ def markdown(report: dict[str, Any]) -> str:
                     f"| {a['model_calls']} | {a['typethrough_reuse_rate']:.0%} |")
     m = report["machine"]
     bb, ab = before["scenarios"]["back_to_back"], after["scenarios"]["back_to_back"]
+    after_extra = after["daemon_status"].get("extra", {})
     return "\n".join([
         "# Language server latency: keystroke to inline item, before and after",
         "",
@@ -342,7 +343,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"p50 {ab['overhead_ms_p50']} ms, p95 {ab['overhead_ms_p95']} ms after.",
         "",
         f"Daemon encoder-cache hit rate (`infill daemon status`): {before['daemon_cache_hit_rate']} before, "
-        f"{after['daemon_cache_hit_rate']} after.",
+        f"{after['daemon_cache_hit_rate']} after. After: the daemon ran the {after_extra.get('stack')} stack with "
+        f"{after_extra.get('weights')} weights; as-you-type requests seeded by the previous keystroke's draft: "
+        f"{after_extra.get('warm_starts')} warm, {after_extra.get('cold_starts')} cold.",
         "",
         "- back-to-back: debounce 0; each keystroke waits for its item (language server + daemon + model).",
         "- follow: back-to-back, typing the suggestion on screen when there is one: type-through serves it.",

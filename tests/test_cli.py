@@ -17,6 +17,7 @@ from dataclasses import replace
 
 import pytest
 
+from conftest import ROOT
 from infill import cli as cli_module
 from infill.cli import Command, plain_output, unified_diff
 from infill.document import LineIndex, parse_range
@@ -372,8 +373,21 @@ def test_train_forwards_its_arguments(monkeypatch):
     fake = types.ModuleType("infill.train.cli")
     fake.main = lambda argv: seen.append(argv) or 0
     monkeypatch.setitem(sys.modules, "infill.train.cli", fake)
-    assert cli_module.main(["train", "--config", "smoke", "--help", "extra"]) == 0
-    assert seen == [["--config", "smoke", "--help", "extra"]]
+    assert cli_module.main(["train", "--config", "smoke", "extra", "--", "--help"]) == 0
+    assert seen == [["--config", "smoke", "extra", "--", "--help"]]
+
+
+def test_train_help_is_the_training_parsers_and_imports_no_torch(tmp_path):
+    import subprocess
+
+    from infill.train_help import TEXT, current
+
+    assert TEXT == current(), "the training options changed: run `python -m infill.train_help`"
+    probe = ("import sys; from infill.cli import main; status = main(['train', '--config', 'gpu', '--help']); "
+             "print('torch' in sys.modules, status, file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert proc.stdout == TEXT and proc.stderr.strip() == "False 0"
 
 
 def test_a_new_subcommand_is_one_registry_entry(monkeypatch, capsys):
@@ -400,3 +414,35 @@ def test_public_api():
         assert getattr(infill, name) is not None, name
     assert infill.Engine is Engine and infill.LoadOptions is LoadOptions
     assert issubclass(infill.FileChangedError, infill.BadInputError)
+
+
+def test_fill_goes_through_a_running_daemon_that_serves_the_model(tmp_path, tiny_model_dir, src):
+    """A daemon on the address: its model, no torch in the command; another model asked for, or --no-daemon:
+    loaded in process. --json says which."""
+    import subprocess
+
+    from daemon_helpers import DaemonProcess
+
+    daemon = DaemonProcess(tiny_model_dir, tmp_path / "run").start()
+    try:
+        daemon.wait_ready()
+
+        def fill(*extra: str) -> tuple[dict, str]:
+            proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "infill", "fill", str(src), "--at", "2:12",
+                                   "--json", "--daemon", daemon.address, *FAST, *extra], capture_output=True,
+                                  text=True, env=daemon.env, cwd=tmp_path, timeout=120)
+            assert proc.returncode == 0, proc.stderr[-2000:]
+            return json.loads(proc.stdout), proc.stderr
+
+        out, imports = fill()
+        check_hole_json(out, str(src))
+        assert out["backend"] == "daemon" and not re.search(r"\| torch$", imports, re.M)
+        assert fill("--no-daemon")[0]["backend"] == "in-process"
+        other = tmp_path / "copy"
+        other.mkdir()
+        for f in tiny_model_dir.iterdir():
+            (other / f.name).write_bytes(f.read_bytes())
+        assert fill("--model", str(other))[0]["backend"] == "in-process"  # the daemon serves another model
+        assert fill("--quantize", "none")[0]["backend"] == "in-process"  # a load the daemon did not make
+    finally:
+        daemon.stop()
