@@ -143,10 +143,11 @@ def test_ar_and_stock_on_a_tiny_checkpoint(tiny_engine):
                            PromptConfig())
     out = speed.ar_decode(backend, backend.prefill(prompt), length=6)
     assert out.passes == len(out.ids) <= 6
-    canvas_length = backend.model.config.canvas_length
+    model = speed.class_model(backend)  # the engine runs the fused stack; stock generate() needs the class
+    canvas_length = model.config.canvas_length
     ids, encoder, decoder = speed.stock_generate(backend, list(prompt.encoder_ids), 8)
     assert len(ids) == 8 and encoder == 1 and 1 <= decoder <= speed.STOCK_STEPS
-    assert backend.model.config.canvas_length == canvas_length  # restored after the call
+    assert model.config.canvas_length == canvas_length  # restored after the call
 
 
 # -- speed summaries and summary.json ----------------------------------------------------------------------------

@@ -16,8 +16,8 @@ import types
 from dataclasses import replace
 
 import pytest
-
 from conftest import ROOT
+
 from infill import cli as cli_module
 from infill.cli import Command, plain_output, unified_diff
 from infill.document import LineIndex, parse_range
@@ -382,7 +382,7 @@ def test_train_help_is_the_training_parsers_and_imports_no_torch(tmp_path):
 
     from infill.train_help import TEXT, current
 
-    assert TEXT == current(), "the training options changed: run `python -m infill.train_help`"
+    assert current() == TEXT, "the training options changed: run `python -m infill.train_help`"
     probe = ("import sys; from infill.cli import main; status = main(['train', '--config', 'gpu', '--help']); "
              "print('torch' in sys.modules, status, file=sys.stderr)")
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path,
