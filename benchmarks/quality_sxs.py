@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 import subprocess
 import sys
@@ -32,6 +31,7 @@ import time
 from pathlib import Path
 
 from baseline import BASELINE, ROOT, checkout, env_for, resolve
+from quality import wilson
 
 DATA = Path("/work/shared/benchmarks/humaneval-infilling")
 
@@ -54,15 +54,6 @@ VARIANTS: dict[str, tuple[str, list[str], str | None]] = {
     "balanced": ("after", ["--quality", "balanced", "--quantize", "none"], "before balanced"),
     "balanced int8": ("after", ["--quality", "balanced", "--quantize", "int8"], "balanced"),
 }
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    if n == 0:
-        return (0.0, 1.0)
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def paired(a: list[bool], b: list[bool], draws: int = 4000, seed: int = 0) -> tuple[float, float, float]:
