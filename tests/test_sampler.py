@@ -111,14 +111,16 @@ def test_self_conditioning_is_the_previous_steps_probabilities():
 
 
 def test_only_accepted_slots_are_sampled(monkeypatch):
+    import infill.sampler
+
     drawn = []
-    real = torch.multinomial
+    real = infill.sampler.draw
 
-    def spy(probs, *args, **kwargs):
+    def spy(probs, generator):
         drawn.append(probs.shape[0])  # rows of the distribution = slots sampled in one call
-        return real(probs, *args, **kwargs)
+        return real(probs, generator)
 
-    monkeypatch.setattr(torch, "multinomial", spy)
+    monkeypatch.setattr(infill.sampler, "draw", spy)
     target = torch.tensor([[40, 41, -1, -1, -1, -1, 1, 0]])  # four slots stay uncertain
     backend = ScriptedBackend(target, sharpness=30.0)
     sample(backend, backend.prefill(_prompt()), free_canvas(), SamplerConfig(max_steps=3), seed=0)
@@ -172,3 +174,13 @@ def _prompt():
     from infill.prompt import EncodedPrompt
 
     return EncodedPrompt((2, 7, 8), (), (), (), False)
+
+
+def test_a_draw_follows_the_distribution_and_never_picks_an_impossible_id():
+    from infill.sampler import draw
+
+    probs = torch.tensor([[0.1, 0.0, 0.6, 0.3], [0.0, 0.0, 0.0, 1.0]])
+    g = torch.Generator().manual_seed(0)
+    picks = torch.stack([draw(probs, g) for _ in range(4000)])  # (4000, 2)
+    share = torch.bincount(picks[:, 0], minlength=4).float() / len(picks)
+    assert torch.allclose(share, probs[0], atol=0.03) and (picks[:, 1] == 3).all()

@@ -67,6 +67,7 @@ class CanvasKV:
     kv: list[tuple[torch.Tensor, torch.Tensor]]
     prompt: int  # P: prompt slots (the longest prompt when padded)
     mask: torch.Tensor | None
+    rope: tuple[torch.Tensor, dict] | None = None  # (positions, their cos/sin per layer type): the same every step
 
     @property
     def batch(self) -> int:
@@ -139,17 +140,15 @@ class FusedLayer(nn.Module):
         ff = _rms(dense + moe, self.eps) * self.post_ff_norm
         return ((flat + ff) * scalar).view(shape)
 
-    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
-               causal: bool) -> torch.Tensor:
-        """q (b, h, Tq, d) over k, v (b, kvh, Tk, d) -> (b, Tq, h * d)."""
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """q (b, h, Tq, d) over k, v (b, kvh, Tk, d) -> (b, Tq, h * d). mask: (Tq, Tk) for a causal prompt,
+        (b, 1, 1, Tk) for left-padded prompts, or None."""
         b, _, t, d = q.shape
         groups = self.heads // self.kv_heads
-        if causal:  # query positions differ per row: the kv heads are repeated instead of folded
-            k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
-        else:  # every query row sees the same keys: a kv head's query heads become more rows
-            q = q.reshape(b, self.kv_heads, groups * t, d)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None,
-                                             scale=1.0)  # q/k norms replace the 1/sqrt(d) scaling
+        q = q.reshape(b, self.kv_heads, groups * t, d)  # a kv head's query heads become more rows: no K/V copies
+        if mask is not None and mask.dim() == 2:  # per-query masks repeat for each folded head
+            mask = mask.repeat(groups, 1)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0)  # q/k norms replace 1/sqrt(d)
         return out.reshape(b, self.heads, t, d).transpose(1, 2).reshape(b, t, -1)
 
 
@@ -192,9 +191,7 @@ class FusedStack(nn.Module):
         n_past = past[0][0].shape[2] if past else 0
         if n_past + t > self.window:
             raise ValueError(f"prompt of {n_past + t} tokens over the sliding window of {self.window}")
-        mask = None
-        if n_past:  # new queries see every past key and the new keys up to their own
-            mask = torch.ones(t, n_past + t, dtype=torch.bool).tril(n_past)
+        mask = torch.ones(t, n_past + t, dtype=torch.bool).tril(n_past)  # (T, past + T): causal after the past
         x = F.embedding(ids, self.embed) * self.embed_scale
         rope = self.rope_of(positions, x.dtype)
         kv = []
@@ -203,7 +200,7 @@ class FusedStack(nn.Module):
             if past:
                 k, v = torch.cat([past[i][0], k], dim=2), torch.cat([past[i][1], v], dim=2)
             kv.append((k, v))
-            x = layer.finish(x, layer.attend(q, k, v, mask, causal=True), self.encoder_scalars[i])
+            x = layer.finish(x, layer.attend(q, k, v, mask), self.encoder_scalars[i])
         return kv
 
     # -- decoder ---------------------------------------------------------------------------------------
@@ -238,14 +235,16 @@ class FusedStack(nn.Module):
             gate, up = self.sc_gate_up(_rms(soft, self.eps) * self.sc_pre_norm).chunk(2, dim=-1)
             x = x + self.sc_down(F.gelu(gate, approximate="tanh") * up)
         x = _rms(x, self.eps)
-        rope = self.rope_of(positions.expand(b, -1), x.dtype)
+        if buffers.rope is None or buffers.rope[0] is not positions:
+            buffers.rope = (positions, self.rope_of(positions.expand(b, -1), x.dtype))
+        rope = buffers.rope[1]
         start = buffers.prompt
         for i, layer in enumerate(self.layers):
             q, k, v = layer.project(x, *rope[self.layer_types[i]])
             kb, vb = buffers.kv[i]
             kb[:, :, start:] = k  # in place: no per-layer concatenation of the prompt's K/V
             vb[:, :, start:] = v
-            x = layer.finish(x, layer.attend(q, kb, vb, buffers.mask, causal=False), layer.scalar)
+            x = layer.finish(x, layer.attend(q, kb, vb, buffers.mask), layer.scalar)
         logits = self.head(_rms(x, self.eps) * self.final_norm).float()
         return logits.div_(self.softcap).tanh_().mul_(self.softcap)
 
