@@ -135,7 +135,8 @@ class Engine:
             # A shared run has one sampler configuration and one canvas length: rows never pad each other.
             runs: dict[tuple, list[_Job]] = {}
             for j in active:
-                runs.setdefault((j.req.quality, j.lengths[0], j.warm is not None), []).append(j)
+                length = self._canvas_length(j.lengths[0] + len(j.prompt.seam_ids))
+                runs.setdefault((j.req.quality, length, j.warm is not None), []).append(j)
             for together in runs.values():
                 self._run_round(together)
         for job in jobs:
@@ -184,7 +185,8 @@ class Engine:
         rows: list[tuple[_Job, CanvasLayout]] = []
         seeds: list[int | None] = []  # a request's k-th candidate draws from seed + k: alone or batched, the same
         for job in jobs:
-            layouts = candidate_layouts(job.lengths[:1], job.prompt.seam_ids)
+            layouts = [replace(layout, length=self._canvas_length(layout.length))
+                       for layout in candidate_layouts(job.lengths[:1], job.prompt.seam_ids)]
             rows += [(job, layout) for layout in layouts]
             seeds += [None if job.req.seed is None else job.req.seed + len(job.runs) + i for i in range(len(layouts))]
         clamp_ids = self._clamps([layout for _, layout in rows])
@@ -235,6 +237,11 @@ class Engine:
         if req.language:
             return normalize_language(req.language)
         return language_for_path(req.path)
+
+    def _canvas_length(self, slots: int) -> int:
+        """A row of `slots` free and clamped slots, padded as the model was trained: to the smallest of its
+        training canvas lengths that holds it (`canvas_buckets`), else exactly `slots`."""
+        return next((b for b in getattr(self.backend, "canvas_buckets", ()) if b >= slots), slots)
 
     def _clamps(self, layouts: list[CanvasLayout]) -> torch.Tensor:
         """Clamp ids (B, L) for one batch: -1 on free slots, then each row's clamps, then pad."""

@@ -32,8 +32,8 @@ class Quality:
 
 
 QUALITIES: dict[str, Quality] = {q.name: q for q in (
-    Quality("fast", {"entropy_bound": 0.3, "max_steps": 4}, escalate=False, repair_rounds=0, warm_steps=2,
-            use="latency first: one canvas row, more tokens per step, 4 steps, no second chances"),
+    Quality("fast", {"entropy_bound": 0.3, "max_steps": 4, "fill": True}, escalate=False, repair_rounds=0,
+            warm_steps=2, use="latency first: one canvas row, 4 steps that fill it, no second chances"),
     Quality("balanced", {}, escalate=True, repair_rounds=None,
             use="the released DiffusionGemma settings, with escalation and repairs"),
     Quality("thinking", {"entropy_bound": 0.05, "max_steps": 96, "stability": 2}, escalate=True, repair_rounds=None,

@@ -28,9 +28,10 @@ from .errors import CancelledError, DeadlineExceededError
 from .models.base import Backend, PromptState
 from .quality import quality
 
-# A logits processor sees (logits (b, L, V), step index from 0, the batch rows those b logits belong to)
-# and returns processed logits. Rows matter because finished rows leave the batch.
-LogitsProcessor = Callable[[torch.Tensor, int, torch.Tensor], torch.Tensor]
+# A logits processor sees (logits (b, C, V), step index from 0, the batch rows those b logits belong to, the
+# canvas columns those C logits belong to) and returns processed logits. Rows matter because finished rows
+# leave the batch; columns because clamped columns get no logits.
+LogitsProcessor = Callable[[torch.Tensor, int, torch.Tensor, torch.Tensor], torch.Tensor]
 LOG_FLOOR = -1e4  # log-probabilities are floored here for entropies: a banned id (p = 0) then adds 0, not NaN
 
 
@@ -43,6 +44,8 @@ class SamplerConfig:
     stability: int = 1  # stop once the argmax canvas is unchanged for this many steps ...
     confidence: float = 0.005  # ... and the mean entropy of the canvas is below this
     self_conditioning: bool = True  # feed the previous step's probabilities back (DiffusionGemma does)
+    fill: bool = False  # accept at least a linear share of the slots per step, so the last step decodes a canvas
+    #                     the model wrote entirely (few-step budgets: an unconfident model accepts ~1 slot a step)
 
     def __post_init__(self) -> None:
         if self.entropy_bound <= 0:
@@ -75,17 +78,33 @@ def temperature(cfg: SamplerConfig, step: int) -> float:
     return cfg.t_min + (cfg.t_max - cfg.t_min) * remaining / cfg.max_steps
 
 
-def entropy_bound_accept(entropy: torch.Tensor, eligible: torch.Tensor, bound: float) -> torch.Tensor:
+def entropy_bound_accept(entropy: torch.Tensor, eligible: torch.Tensor, bound: float,
+                         at_least: torch.Tensor | int = 1) -> torch.Tensor:
     """EB rule: per row, accept the lowest-entropy eligible slots while Σ H − max H ≤ bound.
 
-    entropy (B, L), eligible (B, L) bool -> accepted (B, L) bool. At least one eligible slot is accepted.
+    entropy (B, L), eligible (B, L) bool -> accepted (B, L) bool. At least `at_least` (an int, or (B,) per row)
+    eligible slots are accepted, the lowest-entropy ones; at least one.
     """
     h = entropy.masked_fill(~eligible, float("inf"))  # ineligible slots sort last
     sorted_h, order = torch.sort(h, dim=-1)  # (B, L) ascending
     finite = torch.isfinite(sorted_h)
     cumulative = torch.cumsum(sorted_h.masked_fill(~finite, 0.0), dim=-1)
-    take = (cumulative - sorted_h.masked_fill(~finite, 0.0) <= bound) & finite  # sorted h is the running max
+    take = cumulative - sorted_h.masked_fill(~finite, 0.0) <= bound  # sorted h is the running max
+    rank = torch.arange(h.shape[-1], device=h.device)  # (L,)
+    floor = torch.as_tensor(at_least, device=h.device).clamp(min=1).reshape(-1, 1)  # (B or 1, 1)
+    take = (take | (rank < floor)) & finite
     return torch.zeros_like(take).scatter(-1, order, take)
+
+
+def fill_floor(cfg: SamplerConfig, step: int, eligible: torch.Tensor, mask_noise: bool) -> torch.Tensor | int:
+    """How many slots a row accepts at least this step (`SamplerConfig.fill`), so that the last step of the
+    budget decodes a canvas the model wrote: mask noise unmasks its remaining slots evenly over the steps
+    left; uniform noise accepts a share of the free slots growing linearly to all of them."""
+    if not cfg.fill:
+        return 1
+    n = eligible.sum(-1)  # (b,)
+    left = cfg.max_steps - step
+    return -(-n // left) if mask_noise else -(-n * (step + 1) // cfg.max_steps)
 
 
 def row_generators(seed: int | None | Sequence[int | None], batch: int, device: torch.device) -> list[torch.Generator]:
@@ -131,9 +150,10 @@ def sample(
     cancelled: Callable[[], bool | torch.Tensor] | None = None,  # True: stop all; (B,) bool: drop those rows
     deadline: float | None = None,  # time.monotonic() limit
 ) -> SampleOutput:
-    """Denoise B canvases of L slots each (rows of one length: the engine never pads rows to each other).
+    """Denoise B canvases of L slots each (one length per call: the engine never pads rows to each other).
 
-    The vocabulary-sized work of a step is one log-softmax over the active rows' logits, one exp, and
+    Vocabulary-sized work happens only in the C canvas columns some row denoises (clamped columns, such as
+    the padding after a row's free slots, get no logits): one log-softmax over those logits, one exp, and
     one sample per *accepted* slot; the probabilities feed the next step's self-conditioning as they are.
     """
     device = backend.device
@@ -146,6 +166,7 @@ def sample(
     canvas = init_canvas.to(device).clone() if init_canvas is not None else initial_canvas(backend, (batch, length), gens)
     canvas = torch.where(clamped, clamp_ids, canvas)
     masked = ~clamped if backend.noise == "mask" else None  # (B, L) slots still holding the mask id
+    cols = (~clamped).any(0).nonzero().squeeze(-1)  # (C,) the columns whose logits any row needs
 
     argmax = canvas.clone()
     logprobs = torch.zeros(batch, length, device=device)
@@ -153,7 +174,7 @@ def sample(
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     dropped = torch.zeros(batch, dtype=torch.bool, device=device)
     history: list[torch.Tensor] = []  # the last `stability` argmax canvases (B, L), for the stop test
-    feedback: torch.Tensor | None = None  # (b, L, V) probabilities of the last step's rows, self-conditioning
+    feedback: torch.Tensor | None = None  # (b, C, V) probabilities of the last step's rows, self-conditioning
     fed_rows: torch.Tensor | None = None  # (b,) the rows `feedback` belongs to
     self_conditioning = cfg.self_conditioning and backend.noise == "uniform"
     passes = 0
@@ -175,24 +196,28 @@ def sample(
         if feedback is not None and len(rows) != len(fed_rows):
             feedback = feedback[torch.isin(fed_rows, rows)]  # rows that finished leave the feedback too
 
-        # 2. One decoder pass over the active rows: logits for the clean canvas.
-        raw = backend.denoise(state, canvas[rows], feedback, rows)  # (b, L, V) float32, ours to change
+        # 2. One decoder pass over the active rows: logits of the clean canvas in the denoised columns.
+        raw = backend.denoise(state, canvas[rows], feedback, rows, cols)  # (b, C, V) float32, ours to change
         passes += 1
         for process in processors:
-            raw = process(raw, step, rows)
+            raw = process(raw, step, rows, cols)
 
         # 3. The draft: the argmax, the same at any temperature.
-        top, draft = raw.max(-1)  # (b, L) each
+        top, draft = raw.max(-1)  # (b, C) each
 
         # 4. One log-softmax at this step's temperature: probabilities and entropies.
-        logp = torch.log_softmax(raw / temperature(cfg, step), dim=-1)  # (b, L, V)
-        probs = logp.exp()  # (b, L, V)
-        entropy = -torch.linalg.vecdot(probs, logp.clamp_(min=LOG_FLOOR))  # (b, L); banned ids: p = 0, log p = -inf
+        logp = torch.log_softmax(raw / temperature(cfg, step), dim=-1)  # (b, C, V)
+        probs = logp.exp()  # (b, C, V)
+        entropy = torch.zeros(len(rows), length, device=device)  # (b, L); clamped columns: never eligible
+        entropy[:, cols] = -torch.linalg.vecdot(probs, logp.clamp_(min=LOG_FLOOR))  # banned ids: p = 0, log p = -inf
 
         # 5. Accept the lowest-entropy slots under the entropy bound; sample those slots only.
         free = ~clamped[rows]
         eligible = free & masked[rows] if masked is not None else free
-        accept = entropy_bound_accept(entropy, eligible, cfg.entropy_bound)  # (b, L)
+        floor = fill_floor(cfg, step, eligible, masked is not None)
+        accept = entropy_bound_accept(entropy, eligible, cfg.entropy_bound, floor)  # (b, L)
+        column = torch.full((length,), -1, dtype=torch.long, device=device)
+        column[cols] = torch.arange(len(cols), device=device)  # (L,) a slot's index among the columns
         row_gens = [gens[r] for r in rows.tolist()]  # each row draws from its own generator
         if masked is not None:  # mask noise: accepted slots are frozen, the rest stay masked
             nxt = canvas[rows]
@@ -202,11 +227,12 @@ def sample(
                                for g in row_gens])  # (b, L)
         for i, g in enumerate(row_gens):
             slots = accept[i].nonzero().squeeze(-1)  # (a,) this row's accepted slots
-            nxt[i, slots] = draw(probs[i, slots], g)
+            nxt[i, slots] = draw(probs[i, column[slots]], g)
         canvas[rows] = torch.where(clamped[rows], clamp_ids[rows], nxt)  # 6. clamps are re-imposed every step
 
         # 7. Record the draft, then stop rows whose draft is stable and confident.
-        argmax[rows] = torch.where(clamped[rows], clamp_ids[rows], draft)
+        fixed = clamped[rows][:, cols]  # (b, C): a column another row denoises may be clamped in this one
+        argmax[rows[:, None], cols] = torch.where(fixed, clamp_ids[rows][:, cols], draft)
         steps[rows] += 1
         stable = torch.ones(batch, dtype=torch.bool, device=device)
         if cfg.stability:
@@ -225,7 +251,7 @@ def sample(
         # 8. A row's last draft gets its log-probabilities at temperature 1 (the engine's confidence).
         last = done_now[rows] | (step == cfg.max_steps - 1)  # (b,)
         if bool(last.any()):
-            logprobs[rows[last]] = top[last] - raw[last].logsumexp(-1)
+            logprobs[rows[last][:, None], cols] = top[last] - raw[last].logsumexp(-1)
         if self_conditioning:
             feedback, fed_rows = probs, rows
         if on_step is not None:

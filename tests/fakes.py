@@ -55,7 +55,7 @@ class ScriptedBackend:
     def merge(self, states, rows):
         return states[0]
 
-    def denoise(self, state, canvas, self_conditioning, rows=None):
+    def denoise(self, state, canvas, self_conditioning, rows=None, slots=None):
         self.calls.append(canvas.clone())
         self.self_conditioning_seen.append(self_conditioning is not None)
         self.feedback.append(None if self_conditioning is None else self_conditioning.clone())
@@ -72,7 +72,7 @@ class ScriptedBackend:
         self.rows_seen.append(b)
         for slot in self.noisy_slots:
             logits[:, slot] = 0.0  # uniform: maximal entropy, never confident
-        return logits
+        return logits if slots is None else logits[:, slots]
 
     def describe(self) -> dict:
         return {"model": self.model_id}

@@ -76,13 +76,15 @@ class Backend(Protocol):
 
     def denoise(
         self, state: PromptState, canvas: torch.Tensor, self_conditioning: torch.Tensor | None,
-        rows: torch.Tensor | None = None,
+        rows: torch.Tensor | None = None, slots: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """canvas (b, L) ids -> logits (b, L, V) float32 for the clean canvas. One forward pass.
+        """canvas (b, L) ids -> logits (b, C, V) float32 of the clean canvas in columns `slots` (C,) (None: all
+        L). One forward pass over the whole canvas.
 
-        `self_conditioning` (b, L, V) is the previous step's probabilities (None on the first step).
-        `rows` (b,) says which rows of a merged state these canvases are (rows leave as they finish);
-        a single prompt's state serves any number of rows. The caller may change the returned tensor."""
+        `self_conditioning` (b, C, V) is the previous step's probabilities in those columns (None on the first
+        step); a slot outside them conditions on its own token. `rows` (b,) says which rows of a merged state
+        these canvases are (rows leave as they finish); a single prompt's state serves any number of rows.
+        The caller may change the returned tensor."""
         ...
 
     def merge(self, states: list[PromptState], rows: list[int]) -> PromptState:

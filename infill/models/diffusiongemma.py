@@ -72,6 +72,11 @@ class DiffusionGemmaBackend:
         self.device, self.dtype = device, dtype
         self.cache_entries = cache_entries
         self.limits = _trained_limits(getattr(config, "_name_or_path", ""))
+        # The canvas lengths the checkpoint was trained on: a canvas row is its free slots, then clamped padding up
+        # to the smallest of these that holds it, as in training (the bundled model saw only 128-slot canvases;
+        # on shorter ones it writes noise). The released checkpoint: config.canvas_length (256).
+        trained = self.limits.get("buckets") or (getattr(config, "canvas_length", None),)
+        self.canvas_buckets: tuple[int, ...] = tuple(sorted(int(b) for b in trained if b))
         self._caches: OrderedDict[tuple[int, ...], object] = OrderedDict()
         self.cache_stats = CacheStats()
 
@@ -186,7 +191,7 @@ class DiffusionGemmaBackend:
     # -- decoder ---------------------------------------------------------------------------------------
     @torch.no_grad()
     def denoise(self, state: PromptState, canvas: torch.Tensor, self_conditioning: torch.Tensor | None,
-                rows: torch.Tensor | None = None) -> torch.Tensor:
+                rows: torch.Tensor | None = None, slots: torch.Tensor | None = None) -> torch.Tensor:
         batch, length = canvas.shape  # (b, L)
         merged = state.extra.get("merged")
         if merged is None:  # one prompt: its cache serves every row
@@ -201,10 +206,15 @@ class DiffusionGemmaBackend:
             mask = torch.cat([merged["mask"][rows].to(self.device),
                               torch.ones(batch, length, dtype=torch.long, device=self.device)], dim=-1)
         if self_conditioning is not None:  # the class takes logits and softmaxes them: log p gives p back
-            self_conditioning = self_conditioning.log().to(self.dtype)
+            logits = self_conditioning.log()
+            if slots is not None:  # the other slots condition on their own token: a one-hot distribution
+                logits = torch.full((batch, length, self.vocab_size), float("-inf"), device=self.device)
+                logits.scatter_(-1, canvas[..., None], 0.0)
+                logits[:, slots] = self_conditioning.log()
+            self_conditioning = logits.to(self.dtype)
         out = self.model(decoder_input_ids=canvas, cache=cache, decoder_position_ids=positions,
                          decoder_attention_mask=mask, self_conditioning_logits=self_conditioning)
-        return out.logits  # (b, L, V) float32, softcapped
+        return out.logits if slots is None else out.logits[:, slots]  # (b, C, V) float32, softcapped
 
     def merge(self, states: list[PromptState], rows: list[int]) -> PromptState:
         """Left-pad each prompt's cache to the longest, repeat it for its rows, stack: one batch of caches."""
@@ -259,7 +269,7 @@ class FusedBackend(DiffusionGemmaBackend):
 
     def describe(self) -> dict:
         return {"model": self.model_id, "backend": "diffusiongemma", "stack": "fused",
-                "weights": "int8" if self.stack.int8 else "float32",
+                "weights": "int8" if self.stack.int8 else "float32", "canvas_buckets": list(self.canvas_buckets),
                 "parameters": sum(p.numel() for p in self.lean.parameters()), "device": "cpu",
                 "dtype": "float32", "prompt_format": self.prompt_format, "noise": self.noise}
 
@@ -275,7 +285,7 @@ class FusedBackend(DiffusionGemmaBackend):
     # -- decoder ---------------------------------------------------------------------------------------
     @torch.no_grad()
     def denoise(self, state: PromptState, canvas: torch.Tensor, self_conditioning: torch.Tensor | None,
-                rows: torch.Tensor | None = None) -> torch.Tensor:
+                rows: torch.Tensor | None = None, slots: torch.Tensor | None = None) -> torch.Tensor:
         batch, length = canvas.shape  # (b, L)
         rows = torch.arange(batch) if rows is None else rows.cpu()
         key = (tuple(rows.tolist()), length)
@@ -291,8 +301,13 @@ class FusedBackend(DiffusionGemmaBackend):
                 positions = merged["lengths"][rows][:, None] + torch.arange(length)  # (b, L)
             run = state.extra["canvas"] = (key, buffers, positions)
         _, buffers, positions = run
-        soft = self.stack.soft_embeddings(self_conditioning) if self_conditioning is not None else None
-        return self.stack.decode(canvas, positions, buffers, soft)  # (b, L, V) float32, softcapped
+        soft = None
+        if self_conditioning is not None and slots is None:
+            soft = self.stack.soft_embeddings(self_conditioning)
+        elif self_conditioning is not None:  # the other slots condition on their own token (one-hot: its embedding)
+            soft = self.stack.token_embeddings(canvas)
+            soft[:, slots] = self.stack.soft_embeddings(self_conditioning)
+        return self.stack.decode(canvas, positions, buffers, soft, slots)  # (b, C, V) float32, softcapped
 
     def merge(self, states: list[PromptState], rows: list[int]) -> PromptState:
         """Left-pad each prompt's K/V to the longest and repeat it for its rows: one batch of prompts."""
@@ -350,7 +365,7 @@ def fused_fits(path: Path, options: LoadOptions, device: torch.device, dtype: to
     return None
 
 
-def _trained_limits(path: str) -> dict[str, int]:
+def _trained_limits(path: str) -> dict:
     """Prompt and canvas lengths the checkpoint at `path` was trained on (our own models record them), so the
     engine does not ask for positions the model never saw. Empty for checkpoints without a training report."""
     report = Path(path) / "training_report.json" if path else None
@@ -358,9 +373,9 @@ def _trained_limits(path: str) -> dict[str, int]:
         return {}
     try:
         cfg = json.loads(report.read_text()).get("train_config", {})
-        canvas = max(cfg["buckets"]) if "buckets" in cfg else cfg["canvas_len"]  # reports before the bank: canvas_len
-        return {"prompt_tokens": int(cfg["prompt_len"]) - 4, "canvas": int(canvas)}
-    except (OSError, ValueError, KeyError):
+        buckets = tuple(cfg["buckets"]) if "buckets" in cfg else (cfg["canvas_len"],)  # reports before the bank
+        return {"prompt_tokens": int(cfg["prompt_len"]) - 4, "canvas": int(max(buckets)), "buckets": buckets}
+    except (OSError, ValueError, KeyError, TypeError):
         return {}
 
 

@@ -226,11 +226,17 @@ class FusedStack(nn.Module):
         return (probs @ self.embed if self.soft_head is None else self.soft_head(probs)) * self.embed_scale
 
     @torch.no_grad()
+    def token_embeddings(self, ids: torch.Tensor) -> torch.Tensor:
+        """What `soft_embeddings` gives for a one-hot distribution on each id: (…) -> (…, H)."""
+        return F.embedding(ids, self.embed) * self.embed_scale
+
+    @torch.no_grad()
     def decode(self, canvas: torch.Tensor, positions: torch.Tensor, buffers: CanvasKV,
-               soft: torch.Tensor | None = None) -> torch.Tensor:
-        """canvas (b, L), positions (b or 1, L), soft embeddings (b, L, H) or None -> logits (b, L, V) float32."""
+               soft: torch.Tensor | None = None, slots: torch.Tensor | None = None) -> torch.Tensor:
+        """canvas (b, L), positions (b or 1, L), soft embeddings (b, L, H) or None -> logits (b, C, V) float32
+        in the columns `slots` (C,) (None: all L); every slot is computed, only those reach the head."""
         b, length = canvas.shape
-        x = F.embedding(canvas, self.embed) * self.embed_scale
+        x = self.token_embeddings(canvas)
         if soft is not None:  # the self-conditioning MLP; with no previous step its input and output are 0
             gate, up = self.sc_gate_up(_rms(soft, self.eps) * self.sc_pre_norm).chunk(2, dim=-1)
             x = x + self.sc_down(F.gelu(gate, approximate="tanh") * up)
@@ -245,6 +251,7 @@ class FusedStack(nn.Module):
             kb[:, :, start:] = k  # in place: no per-layer concatenation of the prompt's K/V
             vb[:, :, start:] = v
             x = layer.finish(x, layer.attend(q, kb, vb, buffers.mask), layer.scalar)
+        x = x if slots is None else x[:, slots]
         logits = self.head(_rms(x, self.eps) * self.final_norm).float()
         return logits.div_(self.softcap).tanh_().mul_(self.softcap)
 
