@@ -47,6 +47,7 @@ class ScriptedBackend:
         self.calls: list[torch.Tensor] = []
         self.self_conditioning_seen: list[bool] = []
         self.feedback: list[torch.Tensor | None] = []  # the self-conditioning probabilities of each call
+        self.slots_seen: list[torch.Tensor] = []  # the canvas columns each call returned logits for
 
     def prefill(self, prompt) -> PromptState:
         self.cache_stats.prefills += 1
@@ -72,6 +73,7 @@ class ScriptedBackend:
         self.rows_seen.append(b)
         for slot in self.noisy_slots:
             logits[:, slot] = 0.0  # uniform: maximal entropy, never confident
+        self.slots_seen.append(torch.arange(length) if slots is None else slots.clone())
         return logits if slots is None else logits[:, slots]
 
     def describe(self) -> dict:

@@ -179,6 +179,14 @@ def test_both_stacks_give_the_same_logits_and_the_default_is_fused(tiny_model_di
     probs = torch.softmax(torch.randn(2, 7, fused.vocab_size, generator=torch.Generator().manual_seed(5)), -1)
     a, b = fused.prefill(_prompt(fused, "def f(x):\n    return ")), hf.prefill(_prompt(hf, "def f(x):\n    return "))
     assert torch.allclose(fused.denoise(a, canvas, probs), hf.denoise(b, canvas, probs), atol=1e-5)
+    # logits of some columns only; the other slots condition on their own token
+    cols = torch.tensor([0, 2, 3])
+    some = fused.denoise(a, canvas, probs[:, cols], slots=cols)
+    assert some.shape == (2, 3, fused.vocab_size)
+    assert torch.allclose(some, hf.denoise(b, canvas, probs[:, cols], slots=cols), atol=1e-5)
+    one_hot = torch.zeros_like(probs).scatter_(-1, canvas[..., None], 1.0)
+    one_hot[:, cols] = probs[:, cols]
+    assert torch.allclose(some, fused.denoise(a, canvas, one_hot)[:, cols], atol=1e-5)
 
 
 def test_the_fused_stack_refuses_what_it_cannot_run(tiny_model_dir):

@@ -141,3 +141,13 @@ def test_a_whole_line_range_is_not_merged_with_the_next_line():
     start, end = text.index("b"), text.index("c")
     result = fill(scripted("b = 4"), text=text, cursor=None, span=(start, end), path="v.py")
     assert result.text == "b = 4\n" and result.syntax_ok
+
+
+def test_a_row_is_padded_to_the_canvas_length_the_model_was_trained_on():
+    backend = scripted("x + 1", length=16)
+    backend.canvas_buckets = (16, 32)  # a checkpoint trained on 16- and 32-slot canvases
+    result = fill(backend, lengths=(8,), invoked=False)
+    assert result.text == "x + 1" and [c.length for c in result.candidates] == [8]
+    assert {tuple(c.shape) for c in backend.calls} == {(1, 16)}
+    assert all((c[0, 8:] == backend.ids.pad).all() for c in backend.calls)  # the padding is clamped
+    assert {tuple(s.tolist()) for s in backend.slots_seen} == {tuple(range(8))}  # logits for the free slots only

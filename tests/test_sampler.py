@@ -184,3 +184,17 @@ def test_a_draw_follows_the_distribution_and_never_picks_an_impossible_id():
     picks = torch.stack([draw(probs, g) for _ in range(4000)])  # (4000, 2)
     share = torch.bincount(picks[:, 0], minlength=4).float() / len(picks)
     assert torch.allclose(share, probs[0], atol=0.03) and (picks[:, 1] == 3).all()
+
+
+def test_fill_accepts_a_growing_share_so_the_last_step_sees_a_canvas_the_model_wrote(monkeypatch):
+    import infill.sampler
+
+    drawn = []
+    real = infill.sampler.draw
+    monkeypatch.setattr(infill.sampler, "draw", lambda probs, g: drawn.append(probs.shape[0]) or real(probs, g))
+    backend = ScriptedBackend(TARGET, sharpness=0.5)  # unconfident: the entropy bound alone accepts one slot a step
+    sample(backend, backend.prefill(_prompt()), free_canvas(), SamplerConfig(max_steps=4, fill=True), seed=0)
+    assert drawn == [2, 4, 6, 8]  # ceil(8 * (step + 1) / 4)
+    drawn.clear()
+    sample(backend, backend.prefill(_prompt()), free_canvas(), SamplerConfig(max_steps=4), seed=0)
+    assert max(drawn) < 8
