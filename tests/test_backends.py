@@ -9,11 +9,13 @@ from infill.models.base import LoadOptions
 from infill.prompt import PromptConfig, encode_prompt
 
 
-@pytest.fixture(scope="module", params=["fused", "transformers"])
+@pytest.fixture(scope="module", params=[("fused", "int8"), ("fused", "none"), ("transformers", None)],
+                ids=["fused-int8", "fused-float", "transformers"])
 def dg(request, tiny_model_dir):
-    """The tiny checkpoint through each way of running it: the fused CPU stack (the default where it fits)
-    and transformers' class (the fallback)."""
-    return load_backend(str(tiny_model_dir), LoadOptions(stack=request.param))
+    """The tiny checkpoint through each way of running it: the fused CPU stack with int8 matmuls (the CPU
+    default) or float32, and transformers' class (the fallback)."""
+    stack, quantize = request.param
+    return load_backend(str(tiny_model_dir), LoadOptions(stack=stack, quantize=quantize))
 
 
 def _prompt(backend, prefix, suffix="\n"):
@@ -24,6 +26,7 @@ def test_diffusiongemma_is_detected_and_described(dg, tiny_model_dir):
     assert detect_backend(str(tiny_model_dir)) == "diffusiongemma"
     info = dg.describe()
     assert info.get("stack", "transformers") == ("fused" if dg.model is None else "transformers")
+    assert info.get("weights", "float32") in ("int8", "float32")
     assert info["backend"] == "diffusiongemma" and info["prompt_format"] == "fim" and info["parameters"] > 0
     assert dg.ids.fim_middle is not None and dg.ids.pad not in dg.ids.banned
 
@@ -173,7 +176,10 @@ def test_masked_backend_merges_prompts(masked_dir):
 def test_both_stacks_give_the_same_logits_and_the_default_is_fused(tiny_model_dir):
     from infill.models.diffusiongemma import FusedBackend
 
-    fused, hf = load_backend(str(tiny_model_dir)), load_backend(str(tiny_model_dir), LoadOptions(stack="transformers"))
+    default = load_backend(str(tiny_model_dir))
+    assert isinstance(default, FusedBackend) and default.describe()["weights"] == "int8"  # the CPU default
+    fused = load_backend(str(tiny_model_dir), LoadOptions(quantize="none"))
+    hf = load_backend(str(tiny_model_dir), LoadOptions(stack="transformers"))
     assert isinstance(fused, FusedBackend) and not isinstance(hf, FusedBackend)
     canvas = torch.randint(20, fused.vocab_size, (2, 7), generator=torch.Generator().manual_seed(4))
     probs = torch.softmax(torch.randn(2, 7, fused.vocab_size, generator=torch.Generator().manual_seed(5)), -1)

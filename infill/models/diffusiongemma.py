@@ -37,7 +37,7 @@ CHAT_END_TOKENS = ("<end_of_turn>", "<turn|>")
 BNB_KINDS = ("4bit", "8bit")  # bitsandbytes quantization, through transformers' class on a GPU
 
 # int8 matmuls on the CPU by default (`--quantize none` turns them off): see README, "int8 on the CPU".
-CPU_INT8_DEFAULT = False
+CPU_INT8_DEFAULT = True
 
 # Noise kinds a DiffusionGemma-class checkpoint may be trained with (config.json "infill_noise"; the
 # released 26B has none: uniform-state). The engine's sampler follows it.

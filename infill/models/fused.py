@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .int8 import scale_groups
 from .lean import DENSE_EXPERTS_MAX, LeanDiffusionGemma, rotate
 
 Linear = Callable[[torch.Tensor], torch.Tensor]
@@ -195,12 +196,13 @@ class FusedStack(nn.Module):
         x = F.embedding(ids, self.embed) * self.embed_scale
         rope = self.rope_of(positions, x.dtype)
         kv = []
-        for i, layer in enumerate(self.layers):
-            q, k, v = layer.project(x, *rope[self.layer_types[i]])
-            if past:
-                k, v = torch.cat([past[i][0], k], dim=2), torch.cat([past[i][1], v], dim=2)
-            kv.append((k, v))
-            x = layer.finish(x, layer.attend(q, k, v, mask), self.encoder_scalars[i])
+        with scale_groups(1):  # int8: a token's K/V do not depend on the tokens encoded with it (cache reuse is exact)
+            for i, layer in enumerate(self.layers):
+                q, k, v = layer.project(x, *rope[self.layer_types[i]])
+                if past:
+                    k, v = torch.cat([past[i][0], k], dim=2), torch.cat([past[i][1], v], dim=2)
+                kv.append((k, v))
+                x = layer.finish(x, layer.attend(q, k, v, mask), self.encoder_scalars[i])
         return kv
 
     # -- decoder ---------------------------------------------------------------------------------------
@@ -222,8 +224,11 @@ class FusedStack(nn.Module):
 
     @torch.no_grad()
     def soft_embeddings(self, probs: torch.Tensor) -> torch.Tensor:
-        """Self-conditioning input from the previous step's probabilities (…, V) -> (…, H): probs @ E · √H."""
-        return (probs @ self.embed if self.soft_head is None else self.soft_head(probs)) * self.embed_scale
+        """Self-conditioning input from the previous step's probabilities (b, C, V) -> (b, C, H): probs @ E · √H."""
+        if self.soft_head is None:
+            return (probs @ self.embed) * self.embed_scale
+        with scale_groups(probs.shape[1]):  # int8: per canvas row
+            return self.soft_head(probs) * self.embed_scale
 
     @torch.no_grad()
     def token_embeddings(self, ids: torch.Tensor) -> torch.Tensor:
@@ -245,14 +250,16 @@ class FusedStack(nn.Module):
             buffers.rope = (positions, self.rope_of(positions.expand(b, -1), x.dtype))
         rope = buffers.rope[1]
         start = buffers.prompt
-        for i, layer in enumerate(self.layers):
-            q, k, v = layer.project(x, *rope[self.layer_types[i]])
-            kb, vb = buffers.kv[i]
-            kb[:, :, start:] = k  # in place: no per-layer concatenation of the prompt's K/V
-            vb[:, :, start:] = v
-            x = layer.finish(x, layer.attend(q, kb, vb, buffers.mask), layer.scalar)
+        with scale_groups(length):  # int8: a canvas row's numbers do not depend on the rows batched with it
+            for i, layer in enumerate(self.layers):
+                q, k, v = layer.project(x, *rope[self.layer_types[i]])
+                kb, vb = buffers.kv[i]
+                kb[:, :, start:] = k  # in place: no per-layer concatenation of the prompt's K/V
+                vb[:, :, start:] = v
+                x = layer.finish(x, layer.attend(q, kb, vb, buffers.mask), layer.scalar)
         x = x if slots is None else x[:, slots]
-        logits = self.head(_rms(x, self.eps) * self.final_norm).float()
+        with scale_groups(x.shape[1]):
+            logits = self.head(_rms(x, self.eps) * self.final_norm).float()
         return logits.div_(self.softcap).tanh_().mul_(self.softcap)
 
 

@@ -18,6 +18,8 @@ a GPU), which on a CPU is slower than float32.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import warnings
 
 import torch
@@ -47,21 +49,55 @@ def available() -> bool:
     return "x86" in torch.backends.quantized.supported_engines or "fbgemm" in torch.backends.quantized.supported_engines
 
 
+# How many rows share one activation scale: None, the whole call (fbgemm); 1, every row alone (each prompt token:
+# an encoder cache grown a few tokens at a time equals one encoded at once); n, each run of n rows (a canvas row's
+# slots: a request's result does not depend on the rows batched with it). Set by the fused stack per pass.
+_GROUP: contextvars.ContextVar[int | None] = contextvars.ContextVar("int8_group", default=None)
+
+
+@contextlib.contextmanager
+def scale_groups(rows: int | None):
+    """Within this block, Int8Linear quantizes activations in groups of `rows` rows (see _GROUP)."""
+    token = _GROUP.set(rows)
+    try:
+        yield
+    finally:
+        _GROUP.reset(token)
+
+
 class Int8Linear(nn.Module):
     """`F.linear(x, weight)` with weight (out, in) stored as per-output-channel int8, activations dynamic."""
 
     def __init__(self, weight: torch.Tensor) -> None:
         super().__init__()
         w = weight.detach().float().cpu().contiguous()
-        scale = (w.abs().amax(1) / 127.0).clamp(min=1e-8).double()  # one scale per output channel
+        scale = (w.abs().amax(1) / 127.0).clamp(min=1e-8)  # one scale per output channel
         with warnings.catch_warnings():  # quantized tensors are deprecated as a user API; fbgemm's kernels are not
             warnings.simplefilter("ignore")
-            qw = torch.quantize_per_channel(w, scale, torch.zeros(w.shape[0], dtype=torch.long), 0, torch.qint8)
+            qw = torch.quantize_per_channel(w, scale.double(), torch.zeros(w.shape[0], dtype=torch.long), 0,
+                                            torch.qint8)
             self._packed = torch.ops.quantized.linear_prepack(qw, None)
+        self._qt = qw.int_repr().t().contiguous()  # (in, out) int8, for per-row activation scales (torch._int_mm)
+        self._scale = scale  # (out,)
         self.in_features, self.out_features = w.shape[1], w.shape[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.ops.quantized.linear_dynamic(x, self._packed, REDUCE_RANGE)
+        group = _GROUP.get()
+        if group == 1:
+            return self._per_row(x)
+        rows = x.reshape(-1, x.shape[-1])
+        if group is None or rows.shape[0] <= group:
+            return torch.ops.quantized.linear_dynamic(x, self._packed, REDUCE_RANGE)
+        out = [torch.ops.quantized.linear_dynamic(chunk, self._packed, REDUCE_RANGE) for chunk in rows.split(group)]
+        return torch.cat(out).reshape(*x.shape[:-1], self.out_features)
+
+    def _per_row(self, x: torch.Tensor) -> torch.Tensor:
+        """Each row quantized with its own scale: (…, in) -> (…, out)."""
+        rows = x.reshape(-1, x.shape[-1])
+        s = rows.abs().amax(1, keepdim=True).clamp_(min=1e-8) / 127.0  # (M, 1)
+        q = (rows / s).round_().to(torch.int8)
+        out = torch._int_mm(q, self._qt).float() * s * self._scale  # int32 accumulation, then both scales
+        return out.reshape(*x.shape[:-1], self.out_features)
 
 
 class Int8Experts(nn.Module):
@@ -108,4 +144,4 @@ def _swap_linears(parent: nn.Module) -> None:
             setattr(parent, name, Int8Linear(child.weight))
 
 
-__all__ = ["Int8Linear", "Int8Experts", "quantize_int8", "available"]
+__all__ = ["Int8Linear", "Int8Experts", "quantize_int8", "available", "scale_groups"]
