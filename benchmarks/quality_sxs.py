@@ -5,7 +5,7 @@ run the same holes with the same seed, each variant in its own process (`benchma
 
     before  fast, balanced                                   (the old engine: 4 padded rows, 16 / 48 steps)
     after   fast as you type, 3 / 4 / 5 / 6 steps, float32   (one canvas row: the language server's requests)
-            fast as you type, 4 steps, int8                  (item 5: int8 matmuls against float32, same seeds)
+            fast as you type, 3 steps, int8                  (item 5: int8 matmuls against float32, same seeds)
             fast (invoked, the CLI), balanced; float32 and int8
 
 Reported per variant: exact match, syntax-valid and pass@1 with 95% Wilson intervals, forward passes and
@@ -47,8 +47,8 @@ VARIANTS: dict[str, tuple[str, list[str], str | None]] = {
                        "before fast"),
     "typing 6 steps": ("after", ["--quality", "fast", "--as-you-type", "--max-steps", "6", "--quantize", "none"],
                        "before fast"),
-    "typing 4 steps int8": ("after", ["--quality", "fast", "--as-you-type", "--max-steps", "4", "--quantize", "int8"],
-                            "typing 4 steps"),
+    "typing 3 steps int8": ("after", ["--quality", "fast", "--as-you-type", "--max-steps", "3", "--quantize", "int8"],
+                            "typing 3 steps"),
     "fast": ("after", ["--quality", "fast", "--quantize", "none"], "before fast"),
     "fast int8": ("after", ["--quality", "fast", "--quantize", "int8"], "fast"),
     "balanced": ("after", ["--quality", "balanced", "--quantize", "none"], "before balanced"),

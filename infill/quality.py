@@ -32,8 +32,10 @@ class Quality:
 
 
 QUALITIES: dict[str, Quality] = {q.name: q for q in (
-    Quality("fast", {"entropy_bound": 0.3, "max_steps": 4, "fill": True}, escalate=False, repair_rounds=0,
-            warm_steps=2, use="latency first: one canvas row, 4 steps that fill it, no second chances"),
+    # 3 steps: 40% syntax-valid on HumanEval single-line, 4 steps 43%, 5 and 6 fewer (the 16 of the earlier
+    # `fast` on four padded rows: 47%; all within noise at 60 holes), a quarter less time than 4: see README
+    Quality("fast", {"entropy_bound": 0.3, "max_steps": 3, "fill": True}, escalate=False, repair_rounds=0,
+            warm_steps=2, use="latency first: one canvas row, 3 steps that fill it, no second chances"),
     Quality("balanced", {}, escalate=True, repair_rounds=None,
             use="the released DiffusionGemma settings, with escalation and repairs"),
     Quality("thinking", {"entropy_bound": 0.05, "max_steps": 96, "stability": 2}, escalate=True, repair_rounds=None,

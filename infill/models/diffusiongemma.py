@@ -301,12 +301,7 @@ class FusedBackend(DiffusionGemmaBackend):
                 positions = merged["lengths"][rows][:, None] + torch.arange(length)  # (b, L)
             run = state.extra["canvas"] = (key, buffers, positions)
         _, buffers, positions = run
-        soft = None
-        if self_conditioning is not None and slots is None:
-            soft = self.stack.soft_embeddings(self_conditioning)
-        elif self_conditioning is not None:  # the other slots condition on their own token (one-hot: its embedding)
-            soft = self.stack.token_embeddings(canvas)
-            soft[:, slots] = self.stack.soft_embeddings(self_conditioning)
+        soft = self.stack.soft_embeddings(self_conditioning) if self_conditioning is not None else None
         return self.stack.decode(canvas, positions, buffers, soft, slots)  # (b, C, V) float32, softcapped
 
     def merge(self, states: list[PromptState], rows: list[int]) -> PromptState:

@@ -238,29 +238,48 @@ class FusedStack(nn.Module):
     @torch.no_grad()
     def decode(self, canvas: torch.Tensor, positions: torch.Tensor, buffers: CanvasKV,
                soft: torch.Tensor | None = None, slots: torch.Tensor | None = None) -> torch.Tensor:
-        """canvas (b, L), positions (b or 1, L), soft embeddings (b, L, H) or None -> logits (b, C, V) float32
-        in the columns `slots` (C,) (None: all L); every slot is computed, only those reach the head."""
+        """canvas (b, L), positions (b or 1, L) -> logits (b, C, V) float32 in the columns `slots` (C,) (None: all
+        L). `soft` (b, C, H): the self-conditioning embeddings of those columns (`soft_embeddings`; None on the
+        first step: no self-conditioning); every other slot conditions on its own token."""
         b, length = canvas.shape
         x = self.token_embeddings(canvas)
-        if soft is not None:  # the self-conditioning MLP; with no previous step its input and output are 0
-            gate, up = self.sc_gate_up(_rms(soft, self.eps) * self.sc_pre_norm).chunk(2, dim=-1)
-            x = x + self.sc_down(F.gelu(gate, approximate="tanh") * up)
+        if soft is not None:
+            x = x + self._self_conditioning(canvas, soft, slots)
         x = _rms(x, self.eps)
         if buffers.rope is None or buffers.rope[0] is not positions:
             buffers.rope = (positions, self.rope_of(positions.expand(b, -1), x.dtype))
         rope = buffers.rope[1]
-        start = buffers.prompt
-        with scale_groups(length):  # int8: a canvas row's numbers do not depend on the rows batched with it
-            for i, layer in enumerate(self.layers):
+        start, last = buffers.prompt, len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            with scale_groups(x.shape[1]):  # int8: a canvas row's numbers do not depend on its batch mates
                 q, k, v = layer.project(x, *rope[self.layer_types[i]])
-                kb, vb = buffers.kv[i]
-                kb[:, :, start:] = k  # in place: no per-layer concatenation of the prompt's K/V
-                vb[:, :, start:] = v
+            kb, vb = buffers.kv[i]
+            kb[:, :, start:] = k  # in place: no per-layer concatenation of the prompt's K/V
+            vb[:, :, start:] = v
+            if slots is not None and i == last:  # past its K/V, the last layer matters only where logits are read
+                q, x = q[:, :, slots], x[:, slots]
+            with scale_groups(x.shape[1]):
                 x = layer.finish(x, layer.attend(q, kb, vb, buffers.mask), layer.scalar)
-        x = x if slots is None else x[:, slots]
         with scale_groups(x.shape[1]):
             logits = self.head(_rms(x, self.eps) * self.final_norm).float()
         return logits.div_(self.softcap).tanh_().mul_(self.softcap)
+
+    def _self_conditioning(self, canvas: torch.Tensor, soft: torch.Tensor, slots: torch.Tensor | None) -> torch.Tensor:
+        """What the self-conditioning MLP adds to the canvas embeddings (b, L, H). A slot outside `slots`
+        conditions on its own token (a one-hot distribution), so the MLP runs once per distinct such token."""
+        if slots is None:
+            return self._self_conditioning_mlp(soft)
+        ids, inverse = canvas.unique(return_inverse=True)  # (u,), (b, L)
+        with scale_groups(1):  # int8: one token's row alone
+            table = self._self_conditioning_mlp(self.token_embeddings(ids))  # (u, H)
+        delta = table[inverse]  # (b, L, H)
+        delta[:, slots] = self._self_conditioning_mlp(soft)
+        return delta
+
+    def _self_conditioning_mlp(self, soft: torch.Tensor) -> torch.Tensor:
+        with scale_groups(soft.shape[-2] if soft.dim() == 3 else 1):
+            gate, up = self.sc_gate_up(_rms(soft, self.eps) * self.sc_pre_norm).chunk(2, dim=-1)
+            return self.sc_down(F.gelu(gate, approximate="tanh") * up)
 
 
 __all__ = ["FusedStack", "FusedLayer", "CanvasKV"]
