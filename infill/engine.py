@@ -132,7 +132,8 @@ class Engine:
             except InfillError as exc:
                 results[i] = exc
         while active := [j for j in jobs if j.pending and j.error is None]:
-            # A shared run has one sampler configuration and one canvas length: rows never pad each other.
+            # A shared run has one sampler configuration and one canvas length (a row is padded to the model's
+            # canvas length, its own layout, never to another row's).
             runs: dict[tuple, list[_Job]] = {}
             for j in active:
                 length = self._canvas_length(j.lengths[0] + len(j.prompt.seam_ids))
