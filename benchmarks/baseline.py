@@ -12,6 +12,7 @@ checkout's, on the same inputs. The default baseline is main before issue 16 (th
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import tarfile
@@ -44,4 +45,13 @@ def env_for(tree: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-__all__ = ["BASELINE", "ROOT", "checkout", "env_for", "resolve"]
+def publish(report: dict, markdown: str, out: Path | None) -> None:
+    """Print the table; with `out`, write the report as JSON there and the table next to it (.md)."""
+    print(markdown)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=1) + "\n")
+        out.with_suffix(".md").write_text(markdown)
+
+
+__all__ = ["BASELINE", "ROOT", "checkout", "env_for", "publish", "resolve"]

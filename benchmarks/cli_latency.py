@@ -33,7 +33,7 @@ import time
 import tokenize
 from pathlib import Path
 
-from baseline import BASELINE, ROOT, checkout, env_for, resolve
+from baseline import BASELINE, ROOT, checkout, env_for, publish, resolve
 
 KINDS = ("line", "expression", "statement", "block", "range")
 HELPS = ("--help", "fill --help", "daemon --help", "lsp --help", "model random --help", "train --help")
@@ -238,11 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         report["after"]["daemon"] = through_daemon(env_for(ROOT), src, args.repeats, args.threads, runtime)
     with_load = os.getloadavg()
     report["load_average_at_end"] = [round(x, 2) for x in with_load]
-    print(markdown(report))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=1) + "\n")
-        args.out.with_suffix(".md").write_text(markdown(report))
+    publish(report, markdown(report), args.out)
     return 0
 
 

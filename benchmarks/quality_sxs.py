@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from baseline import BASELINE, ROOT, checkout, env_for, resolve
+from baseline import BASELINE, ROOT, checkout, env_for, publish, resolve
 from quality import wilson
 
 DATA = Path("/work/shared/benchmarks/humaneval-infilling")
@@ -154,11 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             v["versus"] = {"name": ref, **{key: [round(x, 4) for x in paired([r[f] for r in a], [r[f] for r in b])]
                                            for key, f in (("syntax_ok", "syntax_ok"), ("pass_at_1", "passed"))}}
         result["variants"][name] = v
-    print(markdown(result))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
-        args.out.with_suffix(".md").write_text(markdown(result))
+    publish(result, markdown(result), args.out)
     return 0
 
 
