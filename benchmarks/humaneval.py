@@ -74,14 +74,16 @@ def exact(completion: str, truth: str) -> bool:
     return norm(completion) == norm(truth)
 
 
-def evaluate(engine, rows: list[dict], quality: str, seed: int, timeout: float, lengths=None, log=None) -> dict:
+def evaluate(engine, rows: list[dict], quality: str, seed: int, timeout: float, lengths=None, log=None,
+             max_steps: int | None = None, as_you_type: bool = False) -> dict:
     from infill.request import InfillRequest
 
     records = []
+    typing = {"invoked": False} if as_you_type else {}  # an as-you-type request: one canvas row
     for i, row in enumerate(rows):
         text = row["prompt"] + row["suffix"]
         res = engine.fill(InfillRequest(text=text, cursor=len(row["prompt"]), language="python", quality=quality,
-                                        seed=seed, lengths=lengths))
+                                        seed=seed, lengths=lengths, max_steps=max_steps, **typing))
         ok = not res.empty and passes(row, res.text, timeout)  # no code is a miss, even where the tests pass
         records.append({"task_id": row["task_id"], "passed": ok, "exact": exact(res.text, row["canonical_solution"]),
                         "syntax_ok": res.syntax_ok, "empty": res.empty, "forward_passes": res.forward_passes,
@@ -99,6 +101,7 @@ def evaluate(engine, rows: list[dict], quality: str, seed: int, timeout: float, 
         "syntax_ok": round(sum(r["syntax_ok"] for r in records) / n, 4),
         "empty": round(sum(r["empty"] for r in records) / n, 4),
         "forward_passes_mean": round(statistics.mean(r["forward_passes"] for r in records), 2),
+        "tokens_per_pass": round(sum(r["tokens"] for r in records) / max(1, sum(r["forward_passes"] for r in records)), 4),
         "steps_mean": round(statistics.mean(r["steps"] for r in records), 2),
         "tokens_mean": round(statistics.mean(r["tokens"] for r in records), 2),
         "seconds_p50": round(statistics.median(r["seconds"] for r in records), 3),
@@ -143,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fixed-length", type=int, default=None, help="one fixed canvas length instead of the sizer's")
     p.add_argument("--no-constraints", action="store_true", help="no overlap trimming, re-indent or repairs")
     p.add_argument("--timeout", type=float, default=3.0)
+    p.add_argument("--max-steps", type=int, default=None, help="override the preset's step budget")
+    p.add_argument("--as-you-type", action="store_true",
+                   help="requests as the language server sends them while typing (one canvas row, warm starts)")
+    p.add_argument("--quantize", default=None, help="LoadOptions.quantize: none, int8 (CPU int8 matmuls)")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--rejudge", type=Path, metavar="REPORT.json",
                    help="judge the middles stored in an earlier report with this checkout's checker; no model runs")
@@ -155,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_constraints:
         config = replace(config, constraints=replace(config.constraints, trim_overlap=False, reindent=False,
                                                      repair_rounds=0))
-    engine = Engine.load(args.model, LoadOptions(device=args.device, threads=args.threads), config)
+    engine = Engine.load(args.model, LoadOptions(device=args.device, threads=args.threads, quantize=args.quantize),
+                         config)
     lengths = (args.fixed_length,) if args.fixed_length else None
     import torch
 
@@ -163,14 +171,16 @@ def main(argv: list[str] | None = None) -> int:
     machine = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.machine()}, CPU only"
     report = {"model": engine.model_id, "machine": f"{machine}, {os.cpu_count()} CPU cores",
               "quality": args.quality, "seed": args.seed, "lengths": f"fixed {args.fixed_length}" if lengths
-              else "tree-sitter candidates", "constraints": not args.no_constraints,
+              else "tree-sitter candidates", "constraints": not args.no_constraints, "max_steps": args.max_steps,
+              "as_you_type": args.as_you_type, "quantize": args.quantize, "backend": engine.backend.describe(),
               "command": "python benchmarks/humaneval.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "sets": {}}
     for name in args.sets:
         rows = load(name, args.data, args.limit, args.per_problem)
         started = time.perf_counter()
         result = evaluate(engine, rows, args.quality, args.seed, args.timeout, lengths,
-                          log=lambda m: print(m, file=sys.stderr, flush=True))
+                          log=lambda m: print(m, file=sys.stderr, flush=True), max_steps=args.max_steps,
+                          as_you_type=args.as_you_type)
         result["wall_seconds"] = round(time.perf_counter() - started, 1)
         report["sets"][name] = result
         summary = {k: v for k, v in result.items() if k != "records"}

@@ -1,14 +1,17 @@
-"""Keystroke-to-item latency through the language server and the model daemon, while typing a line.
+"""Keystroke-to-item latency through the language server and the model daemon, while typing a line: the code
+before a change (the baseline commit) and this checkout, side by side in one run.
 
-Starts a model daemon (`infill daemon`, on a free loopback port, token files in a temporary
-$XDG_RUNTIME_DIR) with a random-init checkpoint (default preset `small`, the bundled model's shape), starts
-`infill lsp --daemon ...` over stdio, opens a 300-line Python file (the first 300 lines of the standard
-library's textwrap.py), empties one line of a function body down to its indentation and types it back
-character by character: one didChange and one textDocument/inlineCompletion per keystroke.
+For each tree: starts its model daemon (`infill daemon`, on a free loopback port, token files in a
+temporary $XDG_RUNTIME_DIR, one torch thread) with the bundled model (or `--model`, or a random-init
+checkpoint of `--preset`), starts its `infill lsp --daemon ...` over stdio, opens a 300-line Python file
+(the first 300 lines of the standard library's textwrap.py), empties one line of a function body down to
+its indentation and types it back character by character: one didChange and one
+textDocument/inlineCompletion per keystroke. The trees run one after the other on the same machine, with
+each tree's own defaults for as-you-type requests (quality `fast`, no step override).
 
 Scenarios:
 - back-to-back: each keystroke waits for its item before the next one; debounce 0, so this measures the
-  language server + websocket + daemon + model path alone.
+  language server + websocket + daemon + model path alone. The issue's target: p50 <= 150 ms, p95 <= 400 ms.
 - follow: back-to-back, but the user types the suggestion on screen whenever there is one (else the line's
   next character): what type-through reuse serves without a model call.
 - paced: the line typed at a fixed interval per key with a pause after each word, requests not awaited,
@@ -16,9 +19,9 @@ Scenarios:
 
 Reports p50/p95 latency of the requests that got an item, the share of keystrokes with an item, the
 type-through reuse rate (language server), and the encoder-cache hit rate of the daemon (`infill daemon
-status`). A random-init model is never confident: every model call uses its whole step budget.
+status`), before and after, with the ratio of p50s and p95s.
 
-    python benchmarks/lsp_latency.py --preset small --max-steps 4 --threads 1 --out benchmarks/results
+    python benchmarks/lsp_latency.py --threads 1 --out benchmarks/results
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def source_file(lines: int) -> str:
@@ -210,7 +214,8 @@ def timed(awaitable: Any) -> asyncio.Future:
     return future
 
 
-async def run(args: argparse.Namespace, model: str, env: dict[str, str]) -> dict[str, Any]:
+async def run(args: argparse.Namespace, model: str, env: dict[str, str], tree: Path) -> dict[str, Any]:
+    """One tree's language server and daemon through the three scenarios."""
     from lsprotocol import types as T
     from pygls.lsp.client import LanguageClient
 
@@ -218,13 +223,15 @@ async def run(args: argparse.Namespace, model: str, env: dict[str, str]) -> dict
     address = f"ws://127.0.0.1:{port}"
     daemon_cmd = [sys.executable, "-m", "infill", "daemon", "--port", str(port), "--model", model,
                   "--device", args.device, *(["--threads", str(args.threads)] if args.threads else [])]
-    daemon = subprocess.Popen(daemon_cmd, env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+    daemon = subprocess.Popen(daemon_cmd, env=env, cwd=tree, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     client = LanguageClient("lsp-latency", "1")
     try:
         await wait_for_daemon(address, env)
-        await client.start_io(sys.executable, "-m", "infill", "lsp", "--daemon", address, env=env, cwd=str(ROOT))
-        settings = {"maxSteps": args.max_steps, "quality": args.quality, "debounce": 0, "deadline": 60000}
+        await client.start_io(sys.executable, "-m", "infill", "lsp", "--daemon", address, env=env, cwd=str(tree))
+        settings = {"quality": args.quality, "debounce": 0, "deadline": 60000}
+        if args.max_steps:
+            settings["maxSteps"] = args.max_steps
         await client.initialize_async(T.InitializeParams(capabilities=T.ClientCapabilities(),
                                                          initialization_options=settings))
         client.initialized(T.InitializedParams())
@@ -242,11 +249,9 @@ async def run(args: argparse.Namespace, model: str, env: dict[str, str]) -> dict
         client.workspace_did_change_configuration(T.DidChangeConfigurationParams(
             settings={"infill": {"debounce": args.debounce}}))
         results["paced"] = await paced(client, text, row, args.key_ms, args.pause_ms)
-        results["paced"]["debounce_ms"] = args.debounce
-        results["paced"]["key_ms"], results["paced"]["pause_ms"] = args.key_ms, args.pause_ms
         final = await lsp_status(client)
         status = subprocess.run([sys.executable, "-m", "infill", "daemon", "status", "--port", str(port)], env=env,
-                                cwd=ROOT, capture_output=True, text=True, timeout=60)
+                                cwd=tree, capture_output=True, text=True, timeout=60)
         daemon_status = json.loads(status.stdout) if status.returncode == 0 else {"error": status.stderr.strip()}
         return {
             "file": f"textwrap.py, first {args.lines} lines", "typed_line": row + 1,
@@ -300,49 +305,64 @@ def machine(device: str) -> dict[str, Any]:
     return out
 
 
+def ratio(before: float | None, after: float | None) -> float | None:
+    return round(before / after, 1) if before and after else None
+
+
 def markdown(report: dict[str, Any]) -> str:
+    before, after = report["trees"]["before"], report["trees"]["after"]
     rows = []
-    for name, r in report["scenarios"].items():
-        rows.append(f"| {name} | {r['keystrokes']} | {r['items']} | {r['p50_ms']} | {r['p95_ms']} | {r['model_calls']} "
-                    f"| {r['typethrough_reuse_rate']:.0%} | {r['superseded']} | {r['cancelled_running']} |")
+    for name, a in after["scenarios"].items():
+        b = before["scenarios"][name]
+        rows.append(f"| {name} | {b['items']}/{b['keystrokes']} | {b['p50_ms']} | {b['p95_ms']} "
+                    f"| {a['items']}/{a['keystrokes']} | {a['p50_ms']} | {a['p95_ms']} "
+                    f"| {ratio(b['p50_ms'], a['p50_ms'])}x | {ratio(b['p95_ms'], a['p95_ms'])}x "
+                    f"| {a['model_calls']} | {a['typethrough_reuse_rate']:.0%} |")
     m = report["machine"]
+    bb, ab = before["scenarios"]["back_to_back"], after["scenarios"]["back_to_back"]
+    after_extra = after["daemon_status"].get("extra", {})
     return "\n".join([
-        "# Language server latency: keystroke to inline item",
+        "# Language server latency: keystroke to inline item, before and after",
         "",
         f"Command: `{report['command']}`",
         "",
         f"Machine: {m['platform']}, {m['cpus']} CPUs, device {m['device']}"
         + (f" ({m['gpu']})" if m.get("gpu") else "") + f", load average at the end {m.get('load_average')}.",
-        f"Model: random-init `{report['preset']}` checkpoint, max_steps {report['max_steps']}, quality "
-        f"{report['quality']}. File: {report['file']}; typed line {report['typed_line']}: `{report['typed_text']}`.",
+        f"Model: {report['model']}; quality {report['quality']}, each tree's own step budget"
+        + (f" (max_steps {report['max_steps']})" if report["max_steps"] else "") + f". File: {after['file']}; "
+        f"typed line {after['typed_line']}: `{after['typed_text']}`. Before: {report['baseline']}; after: "
+        f"{report['commit']}; the two ran one after the other in this run.",
         "",
-        "| scenario | keystrokes | items | p50 ms | p95 ms | model calls | type-through reuse | superseded "
-        "| cancelled running |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| scenario | before items | before p50 ms | before p95 ms | after items | after p50 ms | after p95 ms "
+        "| p50 ratio | p95 ratio | after model calls | after type-through |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",
-        f"Back-to-back, model calls only: engine time (daemon queue included) p50 "
-        f"{report['scenarios']['back_to_back']['model_ms_p50']} ms; what the language server, the websocket and "
-        f"the post-processing add on top: p50 {report['scenarios']['back_to_back']['overhead_ms_p50']} ms, p95 "
-        f"{report['scenarios']['back_to_back']['overhead_ms_p95']} ms.",
+        f"Back-to-back, model calls only: engine time (daemon queue included) p50 {bb['model_ms_p50']} ms before, "
+        f"{ab['model_ms_p50']} ms after; what the language server, the websocket and the post-processing add: "
+        f"p50 {ab['overhead_ms_p50']} ms, p95 {ab['overhead_ms_p95']} ms after.",
         "",
-        f"Daemon encoder-cache hit rate (`infill daemon status`): {report['daemon_cache_hit_rate']}; "
-        f"type-through reuse over the whole run: {report['typethrough_reuse_rate_overall']:.0%}.",
+        f"Daemon encoder-cache hit rate (`infill daemon status`): {before['daemon_cache_hit_rate']} before, "
+        f"{after['daemon_cache_hit_rate']} after. After: the daemon ran the {after_extra.get('stack')} stack with "
+        f"{after_extra.get('weights')} weights; as-you-type requests seeded by the previous keystroke's draft: "
+        f"{after_extra.get('warm_starts')} warm, {after_extra.get('cold_starts')} cold.",
         "",
         "- back-to-back: debounce 0; each keystroke waits for its item (language server + daemon + model).",
         "- follow: back-to-back, typing the suggestion on screen when there is one: type-through serves it.",
-        f"- paced: {report['scenarios']['paced']['key_ms']} ms per key, +{report['scenarios']['paced']['pause_ms']} ms "
-        f"after a word, debounce {report['scenarios']['paced']['debounce_ms']} ms, requests not awaited; latency "
-        "of the requests that got an item, from their keystroke.",
+        f"- paced: {report['key_ms']} ms per key, +{report['pause_ms']} ms after a word, debounce "
+        f"{report['debounce_ms']} ms, requests not awaited; latency of the requests that got an item, from their "
+        "keystroke.",
         "",
     ])
 
 
 def main(argv: list[str] | None = None) -> int:
+    from baseline import BASELINE, checkout, env_for, resolve
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", help="checkpoint directory (default: a random-init checkpoint of --preset)")
-    p.add_argument("--preset", default="small")
-    p.add_argument("--max-steps", type=int, default=4)
+    p.add_argument("--model", help="checkpoint directory (default: each tree's bundled model)")
+    p.add_argument("--preset", help="a random-init checkpoint of this preset instead of the bundled model")
+    p.add_argument("--max-steps", type=int, default=None, help="override both trees' step budget (default: theirs)")
     p.add_argument("--quality", default="fast")
     p.add_argument("--lines", type=int, default=300)
     p.add_argument("--device", default="cpu")
@@ -350,21 +370,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--debounce", type=int, default=150, help="debounce of the paced scenario (ms)")
     p.add_argument("--key-ms", type=float, default=90.0, help="paced: ms between keys")
     p.add_argument("--pause-ms", type=float, default=600.0, help="paced: extra ms after a word")
+    p.add_argument("--baseline", default=BASELINE, help=f"commit of the 'before' tree (default {BASELINE})")
     p.add_argument("--out", type=Path, help="directory for lsp_latency.json and lsp_latency.md")
     args = p.parse_args(argv)
 
+    trees: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", XDG_RUNTIME_DIR=tmp)
-        model = args.model
-        if model is None:
-            model = str(Path(tmp) / "model")
-            subprocess.run([sys.executable, "-m", "infill", "model", "random", model, "--preset", args.preset],
-                           check=True, env=env, capture_output=True)
-        report = asyncio.run(run(args, model, env))
+        old = checkout(args.baseline, Path(tmp) / "before")
+        for name, tree in (("before", old), ("after", ROOT)):
+            runtime = Path(tmp) / f"run-{name}"
+            runtime.mkdir(mode=0o700)
+            env = env_for(tree, XDG_RUNTIME_DIR=str(runtime))
+            model = args.model or str(tree / "infill" / "weights")
+            if args.preset:
+                model = str(Path(tmp) / f"model-{name}")
+                subprocess.run([sys.executable, "-m", "infill", "model", "random", model, "--preset", args.preset],
+                               check=True, env=env, cwd=tree, capture_output=True)
+            started = time.perf_counter()
+            trees[name] = asyncio.run(run(args, model, env, tree))
+            print(f"{name}: {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     report = {"command": "python benchmarks/lsp_latency.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
-              "preset": args.preset if args.model is None else args.model, "max_steps": args.max_steps,
-              "quality": args.quality, "machine": machine(args.device), **report}
-    print(json.dumps({k: v for k, v in report.items() if k != "daemon_status"}, indent=2))
+              "baseline": resolve(args.baseline), "commit": resolve("HEAD"),
+              "model": f"random-init {args.preset}" if args.preset else (args.model or "the bundled model"),
+              "max_steps": args.max_steps, "quality": args.quality, "key_ms": args.key_ms, "pause_ms": args.pause_ms,
+              "debounce_ms": args.debounce, "machine": machine(args.device), "trees": trees}
+    print(markdown(report))
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "lsp_latency.json").write_text(json.dumps(report, indent=2) + "\n")

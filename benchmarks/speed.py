@@ -96,16 +96,30 @@ def ar_decode(backend, state, length: int, seed: int = 0, self_conditioning: boo
         canvas = noise()
         canvas[0, : len(committed)] = torch.tensor(committed, device=backend.device)
         if self_conditioning and backend.noise == "uniform":
-            previous = logits.masked_fill(torch.isinf(logits), -1e4).to(backend.dtype)
+            previous = logits.softmax(-1)  # backends take the previous step's probabilities
     return ArOutput(committed, passes, False)
 
 
 # -- (b) stock generate() ------------------------------------------------------------------------------------
+def class_model(backend):
+    """transformers' class, for stock generate(): the backend's own, or (the fused stack runs no transformers
+    module) the same checkpoint loaded through the class once."""
+    if backend.model is not None:
+        return backend.model
+    if getattr(backend, "class_model", None) is None:
+        from infill.models import load_backend
+        from infill.models.base import LoadOptions
+
+        options = LoadOptions(device=str(backend.device), stack="transformers", threads=torch.get_num_threads())
+        backend.class_model = load_backend(backend.model_id, options).model
+    return backend.class_model
+
+
 @torch.no_grad()
 def stock_generate(backend, encoder_ids: list[int], length: int, seed: int = 0) -> tuple[list[int], int, int]:
     """transformers' DiffusionGemma `generate()` with a canvas of `length`: (canvas ids, encoder passes,
     decoder passes), the passes counted by hooks on the encoder and decoder modules."""
-    model = backend.model
+    model = class_model(backend)
     counts = {"encoder": 0, "decoder": 0}
     hooks = [model.model.encoder.register_forward_pre_hook(lambda *_: counts.__setitem__("encoder", counts["encoder"] + 1)),
              model.model.decoder.register_forward_pre_hook(lambda *_: counts.__setitem__("decoder", counts["decoder"] + 1))]
@@ -489,7 +503,7 @@ def main(argv: list[str] | None = None) -> int:
     engine = Engine.load(args.model, options)
     report["machine"] = quality.machine_name(engine)
     report["model"] = engine.model_id
-    report["parameters"] = sum(p.numel() for p in engine.backend.model.parameters())
+    report["parameters"] = engine.backend.describe()["parameters"]
 
     def save() -> None:
         report["wall_seconds"] = round(time.perf_counter() - started, 1)

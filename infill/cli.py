@@ -107,6 +107,13 @@ def add_fill_arguments(p: argparse.ArgumentParser) -> None:
                      help=f"refuse larger files (default {DEFAULT_MAX_BYTES})")
     add_model_arguments(p)
     p.epilog = FILL_EXITS
+    from server.contract import DEFAULT_ADDRESS
+
+    d = p.add_argument_group("daemon (the model stays loaded between commands)")
+    d.add_argument("--daemon", metavar="ADDRESS", default=DEFAULT_ADDRESS,
+                   help=f"use the model daemon at ADDRESS when one answers there and serves the model asked for "
+                        f"(default {DEFAULT_ADDRESS}); else the model loads in this process")
+    d.add_argument("--no-daemon", action="store_true", help="always load the model in this process")
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -117,7 +124,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                    help="auto, cpu, cuda, cuda:N or mps (default auto: cuda when there is one)")
     m.add_argument("--dtype", default="auto", choices=DTYPES,
                    help="weights and activations (default auto: bfloat16 on cuda, float32 on cpu)")
-    m.add_argument("--quantize", choices=("4bit", "8bit"), help="bitsandbytes quantization (CUDA only)")
+    m.add_argument("--quantize", choices=("none", "int8", "4bit", "8bit"),
+                   help="int8: int8 matmuls on the CPU (per-channel weights, dynamic activations); none: float "
+                        "weights; 4bit/8bit: bitsandbytes (CUDA only). Default: the device's (see README)")
     m.add_argument("--threads", type=positive_int, help="torch CPU threads")
     m.add_argument("--trust-remote-code", action="store_true", help="allow checkpoints that ship modeling code")
 
@@ -167,9 +176,9 @@ def run_fill(args: argparse.Namespace) -> int:
     holes = parse_holes(index, args.at, args.range)
     if args.write:
         check_writable(source)
-    engine = load_engine(args.model, load_options(args), verbose=args.verbose)  # every input checked: now load
-
-    results = [engine.fill(build_request(source, hole, args, language)) for hole in holes]
+    filler = Filler(args)  # every input checked: now find the daemon or load the model
+    results = [filler.fill(build_request(source, hole, args, language)) for hole in holes]
+    filler.close()
     # What gets inserted: new lines of a CRLF file end in CRLF, in every output, not only on disk.
     texts = [match_newlines(r.text, source.newline) for r in results]
     for result in results:
@@ -180,7 +189,7 @@ def run_fill(args: argparse.Namespace) -> int:
                                          if not r.empty])
 
     if args.json:
-        output = "".join(json.dumps(result_json(source.path, index, h, r, t)) + "\n"
+        output = "".join(json.dumps(result_json(source.path, index, h, r, t, filler.via)) + "\n"
                          for h, r, t in zip(holes, results, texts, strict=True))
     elif args.diff:
         output = unified_diff(source.text, new_text, source.path)
@@ -208,15 +217,56 @@ def build_request(source: SourceText, hole: HoleSpec, args: argparse.Namespace, 
 
 def check_extras(args: argparse.Namespace) -> None:
     """Options that need an optional extra fail here, before any file is read or model loaded."""
-    if args.quantize:
+    if args.quantize in ("4bit", "8bit"):
         for module in ("bitsandbytes", "accelerate"):
             require(module, f"--quantize {args.quantize}")
+
+
+class Filler:
+    """Where `infill fill` sends its requests: a running daemon that serves the model asked for (it stays loaded
+    between commands), else an engine loaded in this process. `via` says which, for --json's "backend"."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.impl = self._daemon() if self._may_use_daemon() else None
+        self.via = "daemon" if self.impl is not None else "in-process"
+        if self.impl is None:
+            self.impl = load_engine(args.model, load_options(args), verbose=args.verbose)
+
+    def _may_use_daemon(self) -> bool:
+        """Not when told so, nor when an option asks for a model load the daemon did not make."""
+        a = self.args
+        return not a.no_daemon and a.device == "auto" and a.dtype == "auto" and not a.quantize \
+            and not a.trust_remote_code
+
+    def _daemon(self):
+        from server.remote import connect
+
+        from .models.presets import default_model
+
+        return connect(self.args.daemon, self.args.model or default_model())
+
+    def fill(self, req: InfillRequest) -> InfillResult:
+        if self.via == "in-process":
+            return self.impl.fill(req)
+        from server.protocol import Unavailable
+
+        try:
+            return self.impl.fill(req)
+        except Unavailable:  # the daemon went away mid-command: load the model here and carry on
+            self.close()
+            self.impl, self.via = load_engine(self.args.model, load_options(self.args), self.args.verbose), "in-process"
+            return self.impl.fill(req)
+
+    def close(self) -> None:
+        if self.via == "daemon":
+            self.impl.close()
 
 
 def load_options(args: argparse.Namespace) -> LoadOptions:
     from .models.base import LoadOptions
 
-    return LoadOptions(device=args.device, dtype=args.dtype, quantize=args.quantize,
+    return LoadOptions(device=args.device, dtype=args.dtype, quantize=args.quantize or None,
                        trust_remote_code=args.trust_remote_code, threads=args.threads)
 
 
@@ -239,8 +289,12 @@ def load_engine(model: str | None, options: LoadOptions, verbose: bool = False) 
 
 
 def quiet_transformers(verbose: bool) -> None:
-    """No progress bars or library warnings on stderr unless --verbose."""
+    """No progress bars or library warnings on stderr unless --verbose. transformers reads the environment when
+    it is imported; a model that loads without it (the fused stack) never pays ~1 s to import it here."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "0" if verbose else "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "warning" if verbose else "error")
+    if "transformers" not in sys.modules:
+        return
     from transformers.utils import logging as hf_logging
 
     if verbose:
@@ -252,8 +306,10 @@ def quiet_transformers(verbose: bool) -> None:
 
 
 # -- output formatting -------------------------------------------------------------------------------------
-def result_json(path: str, index: LineIndex, hole: HoleSpec | None, result: InfillResult, text: str) -> dict:
-    """One hole as a JSON object: where (path, range as L1:C1-L2:C2 and offsets), what, and how it was made."""
+def result_json(path: str, index: LineIndex, hole: HoleSpec | None, result: InfillResult, text: str,
+                backend: str = "in-process") -> dict:
+    """One hole as a JSON object: where (path, range as L1:C1-L2:C2 and offsets), what, and how it was made
+    (`backend`: "daemon" or "in-process")."""
     fields = result.to_dict()
     candidates = fields.pop("candidates")
     out = {"path": path, "range": format_range(index, result.start, result.end)}
@@ -262,6 +318,7 @@ def result_json(path: str, index: LineIndex, hole: HoleSpec | None, result: Infi
     out |= fields
     out["text"] = text
     out["seconds"] = round(result.seconds, 4)
+    out["backend"] = backend
     out["candidates"] = [
         {"length": c["length"], "chars": len(c["text"]), "syntax_ok": c["syntax_ok"],
          "confidence": round(c["confidence"], 4), "finished": c["finished"]}
@@ -317,14 +374,14 @@ def run_jobs(args: argparse.Namespace) -> int:
             jobs.append((number, line, prepare_job(line, args)))
         except InfillError as exc:
             jobs.append((number, line, exc))
-    engine = None
+    filler = None
     status = EXIT_OK
     for number, line, job in jobs:
         try:
             if isinstance(job, InfillError):
                 raise job
-            engine = engine or load_engine(args.model, load_options(args), verbose=args.verbose)
-            out = run_job(engine, job, args)
+            filler = filler or Filler(args)
+            out = run_job(filler, job, args)
         except ModelLoadError:
             raise
         except InfillError as exc:
@@ -335,6 +392,8 @@ def run_jobs(args: argparse.Namespace) -> int:
             out, status = job_error(line, number, f"internal error: {type(exc).__name__}: {exc}"), EXIT_FAILED
         sys.stdout.write(json.dumps(out) + "\n")
         sys.stdout.flush()
+    if filler is not None:
+        filler.close()
     return status
 
 
@@ -386,9 +445,10 @@ def prepare_job(line: str, args: argparse.Namespace) -> Job:
     return Job(source, index, hole, language, job.get("seed"))
 
 
-def run_job(engine: Engine, job: Job, args: argparse.Namespace) -> dict:
-    result = engine.fill(build_request(job.source, job.hole, args, job.language, seed=job.seed))
-    return result_json(job.source.path, job.index, job.hole, result, match_newlines(result.text, job.source.newline))
+def run_job(filler: Filler, job: Job, args: argparse.Namespace) -> dict:
+    result = filler.fill(build_request(job.source, job.hole, args, job.language, seed=job.seed))
+    return result_json(job.source.path, job.index, job.hole, result, match_newlines(result.text, job.source.newline),
+                       filler.via)
 
 
 def job_error(line: str, number: int, message: str) -> dict:

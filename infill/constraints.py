@@ -34,10 +34,10 @@ def ban_processor(banned: Sequence[int], free: torch.Tensor):
     """Banned ids get -inf in free slots. free: (B, L) bool."""
     banned_t = torch.tensor(sorted(set(banned)), dtype=torch.long)
 
-    def process(logits: torch.Tensor, step: int, rows: torch.Tensor) -> torch.Tensor:
+    def process(logits: torch.Tensor, step: int, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         if banned_t.numel() == 0:
             return logits
-        mask = free.to(logits.device)[rows.to(logits.device)][..., None]  # (b, L, 1)
+        mask = free.to(logits.device)[rows.to(logits.device)][:, cols.to(logits.device), None]  # (b, C, 1)
         cols = banned_t.to(logits.device)
         sub = logits[..., cols]
         logits[..., cols] = torch.where(mask, torch.full_like(sub, float("-inf")), sub)

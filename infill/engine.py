@@ -3,7 +3,6 @@ candidate's middle is cut (prompt.middle_ids), fixed (textfix) and judged (synta
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -12,19 +11,18 @@ import torch
 
 from . import spans
 from .constraints import ConstraintConfig, ban_processor, seam_processor
-from .errors import BadInputError, CancelledError, DeadlineExceededError, InfillError, ModelLoadError
+from .errors import BadInputError, CancelledError, DeadlineExceededError, InfillError
 from .hole import Hole
 from .models import load_backend
 from .models.base import Backend, LoadOptions, PromptState
-from .models.presets import WEIGHTS_DIR
+from .models.presets import MODEL_ENV, WEIGHTS_DIR, default_model  # noqa: F401  (re-exported)
 from .prompt import CanvasLayout, EncodedPrompt, PromptConfig, candidate_layouts, encode_prompt, middle_ids
 from .quality import quality
 from .request import Candidate, InfillRequest, InfillResult
 from .sampler import SampleOutput, SamplerConfig, quality_preset, sample
 from .syntax import SyntaxVerdict, check_splice, language_for_path, normalize_language
 from .textfix import follow_file_style, keep_line_break, trim_overlap
-
-MODEL_ENV = "INFILL_MODEL"
+from .warmstart import Drafts
 
 
 @dataclass(frozen=True)
@@ -33,21 +31,8 @@ class EngineConfig:
     constraints: ConstraintConfig = ConstraintConfig()  # post-processing and repairs
     sizing: spans.SizingConfig = spans.SizingConfig()  # candidate canvas lengths
     seam_tokens: int = 0  # default suffix tokens clamped at the canvas end (0: open layout)
-    escalate: bool = True  # run the shorter half of the candidates first; the longer ones only if none of
-    #                        those ended inside its canvas with valid syntax (canvas cost grows with length)
-
-
-def default_model() -> str:
-    """$INFILL_MODEL when set, else the bundled model."""
-    env = os.environ.get(MODEL_ENV)
-    if env:
-        return env
-    if (WEIGHTS_DIR / "config.json").exists():
-        return str(WEIGHTS_DIR)
-    raise ModelLoadError(
-        f"no model given and no bundled model in {WEIGHTS_DIR}; pass --model DIR, set ${MODEL_ENV}, "
-        "or write a random test model with `infill model random DIR --preset tiny`"
-    )
+    escalate: bool = True  # invoked requests climb the candidates one at a time, shortest first, and stop at the
+    #                        first that ends inside its canvas with valid syntax; False: every candidate runs
 
 
 @dataclass
@@ -60,19 +45,21 @@ class _Job:
     hole: Hole
     prompt: EncodedPrompt
     state: PromptState
-    groups: list[tuple[int, ...]]  # candidate lengths still to try, shortest group first
+    lengths: list[int]  # candidate lengths still to try, in order: one canvas row each
+    climb: bool  # stop at the first candidate that ends inside its canvas with valid syntax
     sampler: SamplerConfig  # the request's quality preset, with its step budget
     repair_rounds: int  # what the quality preset allows after the chosen candidate broke the syntax
     started: float
     on_draft: Callable[[int, str], None] | None
     cancelled: Callable[[], bool] | None
     passes: int
+    warm: list[int] | None = None  # ids of the previous keystroke's draft that seed the canvas (warmstart.py)
     runs: list[_Run] = field(default_factory=list)
     error: InfillError | None = None
 
     @property
     def pending(self) -> bool:
-        return bool(self.groups)
+        return bool(self.lengths)
 
     def stop_reason(self) -> InfillError | None:
         if self.cancelled is not None and self.cancelled():
@@ -106,6 +93,7 @@ class Engine:
         if "canvas" in limits and limits["canvas"] < config.sizing.max_canvas:
             config = replace(config, sizing=replace(config.sizing, max_canvas=limits["canvas"]))
         self.config = config
+        self.drafts = Drafts()  # recent cursor middles, for warm starts while typing
 
     @classmethod
     def load(cls, model: str | None = None, options: LoadOptions = LoadOptions(),
@@ -144,14 +132,21 @@ class Engine:
             except InfillError as exc:
                 results[i] = exc
         while active := [j for j in jobs if j.pending and j.error is None]:
-            # a shared run has one sampler configuration: requests of one quality run together
-            for name in dict.fromkeys(j.req.quality for j in active):
-                self._run_round([j for j in active if j.req.quality == name])
+            # A shared run has one sampler configuration and one canvas length (a row is padded to the model's
+            # canvas length, its own layout, never to another row's).
+            runs: dict[tuple, list[_Job]] = {}
+            for j in active:
+                length = self._canvas_length(j.lengths[0] + len(j.prompt.seam_ids))
+                runs.setdefault((j.req.quality, length, j.warm is not None), []).append(j)
+            for together in runs.values():
+                self._run_round(together)
         for job in jobs:
             try:
                 results[job.index] = job.error or self._finish(job)
             except InfillError as exc:
                 results[job.index] = exc
+            if isinstance(done := results[job.index], InfillResult) and job.req.cursor is not None:
+                self.drafts.remember(job.req.text, job.req.cursor, done.text)
         return results  # type: ignore[return-value]
 
     def _prepare(self, index: int, req: InfillRequest, on_draft, cancelled) -> _Job:
@@ -169,25 +164,32 @@ class Engine:
         prompt = encode_prompt(self.backend.prompt_format, self.backend.tokenizer, self.backend.ids, prefix, suffix,
                                replace(self.config.prompt, seam_tokens=seam))
         state = self.backend.prefill(prompt)
-        lengths = hole.lengths
-        half = (len(lengths) + 1) // 2
         preset = quality(req.quality)
-        escalate = self.config.escalate and preset.escalate
-        groups = [lengths[:half], lengths[half:]] if escalate and len(lengths) > 1 else [lengths]
+        sampler = quality_preset(req.quality, req.max_steps)
+        if req.invoked and preset.escalate:  # every candidate, shortest first; climbing stops at the first good one
+            lengths, climb = list(hole.lengths), self.config.escalate
+        else:  # as you type, or latency first: the one candidate that most often holds the middle
+            lengths, climb = [spans.one_row_length(hole.kind, hole.lengths, self.config.sizing)], False
+        warm = None
+        if not req.invoked and preset.warm_steps and self.backend.noise == "uniform" and req.cursor is not None \
+                and (rest := self.drafts.seed(req.text, req.cursor)) is not None:
+            warm = self.backend.tokenizer.encode(rest)
+            sampler = replace(sampler, max_steps=min(sampler.max_steps, preset.warm_steps))
         rounds = self.config.constraints.repair_rounds if preset.repair_rounds is None else preset.repair_rounds
         return _Job(index=index, req=req, language=language, hole=hole, prompt=prompt, state=state,
-                    groups=[g for g in groups if g], sampler=quality_preset(req.quality, req.max_steps),
+                    lengths=lengths, climb=climb, sampler=sampler, warm=warm,
                     repair_rounds=rounds, started=started, on_draft=on_draft, cancelled=cancelled,
                     passes=1 if state.computed_tokens or not state.reused_tokens else 0)  # a reused prompt is free
 
     def _run_round(self, jobs: list[_Job]) -> None:
-        """One sampler run over the next candidate group of every job, as one batch."""
+        """One sampler run over the next candidate of every job (one quality, one canvas length), as one batch."""
         rows: list[tuple[_Job, CanvasLayout]] = []
-        seeds: list[int | None] = []  # row i of a request draws from its seed + i: alone or batched, the same draws
+        seeds: list[int | None] = []  # a request's k-th candidate draws from seed + k: alone or batched, the same
         for job in jobs:
-            layouts = candidate_layouts(job.groups[0], job.prompt.seam_ids)
+            layouts = [replace(layout, length=self._canvas_length(layout.length))
+                       for layout in candidate_layouts(job.lengths[:1], job.prompt.seam_ids)]
             rows += [(job, layout) for layout in layouts]
-            seeds += [None if job.req.seed is None else job.req.seed + i for i in range(len(layouts))]
+            seeds += [None if job.req.seed is None else job.req.seed + len(job.runs) + i for i in range(len(layouts))]
         clamp_ids = self._clamps([layout for _, layout in rows])
         free = clamp_ids < 0
         seam_rows = torch.tensor([bool(layout.clamps) for _, layout in rows])
@@ -199,7 +201,8 @@ class Engine:
         owner = torch.tensor([jobs.index(j) for j, _ in rows])  # (B,) job of each row
         # the quality is the same for all jobs; the step budget of a shared batch is the largest
         cfg = replace(jobs[0].sampler, max_steps=max(j.sampler.max_steps for j in jobs))
-        out = sample(self.backend, state, clamp_ids, cfg, processors, seed=seeds,
+        init = self._warm_canvas(rows, clamp_ids, seeds) if jobs[0].warm is not None else None
+        out = sample(self.backend, state, clamp_ids, cfg, processors, seed=seeds, init_canvas=init,
                      on_step=self._draft_reporter(jobs, rows, owner), cancelled=self._row_canceller(jobs, owner))
         for i, job in enumerate(jobs):
             mine = [r for r in range(len(rows)) if owner[r] == i]
@@ -208,9 +211,9 @@ class Engine:
                 continue
             job.passes += out.forward_passes
             job.runs += [self._decode(out, r, rows[r][1], job.req.text, job.hole) for r in mine]
-            job.groups.pop(0)
-            if any(r.verdict.ok and r.finished for r in job.runs):
-                job.groups.clear()
+            job.lengths.pop(0)
+            if job.climb and any(r.verdict.ok and r.finished for r in job.runs):
+                job.lengths.clear()
 
     def _finish(self, job: _Job) -> InfillResult:
         """Choose among the candidates, repair the chosen one if it broke the syntax, report."""
@@ -238,6 +241,11 @@ class Engine:
             return normalize_language(req.language)
         return language_for_path(req.path)
 
+    def _canvas_length(self, slots: int) -> int:
+        """A row of `slots` free and clamped slots, padded as the model was trained: to the smallest of its
+        training canvas lengths that holds it (`canvas_buckets`), else exactly `slots`."""
+        return next((b for b in getattr(self.backend, "canvas_buckets", ()) if b >= slots), slots)
+
     def _clamps(self, layouts: list[CanvasLayout]) -> torch.Tensor:
         """Clamp ids (B, L) for one batch: -1 on free slots, then each row's clamps, then pad."""
         length = max(layout.length for layout in layouts)
@@ -247,6 +255,20 @@ class Engine:
             if layout.clamps:
                 clamp_ids[row, layout.free : layout.free + len(layout.clamps)] = torch.tensor(layout.clamps)
         return clamp_ids
+
+    def _warm_canvas(self, rows: list[tuple[_Job, CanvasLayout]], clamp_ids: torch.Tensor,
+                     seeds: list[int | None]) -> torch.Tensor:
+        """Canvases (B, L) that start from each job's warm-start draft: its ids, the end token, then noise."""
+        ids = self.backend.ids
+        gens = [torch.Generator() for _ in seeds]
+        for g, s in zip(gens, seeds, strict=True):
+            g.manual_seed(s) if s is not None else g.seed()
+        canvas = torch.stack([torch.randint(0, self.backend.vocab_size, clamp_ids.shape[1:], generator=g)
+                              for g in gens])
+        for row, (job, layout) in enumerate(rows):
+            draft = [*job.warm, ids.eos[0]][: layout.free]
+            canvas[row, : len(draft)] = torch.tensor(draft, dtype=torch.long)
+        return canvas
 
     def _draft_reporter(self, jobs: list[_Job], rows: list[tuple[_Job, CanvasLayout]], owner: torch.Tensor):
         """Streams each job's longest candidate draft as text, to the jobs that asked for drafts."""

@@ -24,6 +24,7 @@ class InfillRequest:
     deadline: float | None = None  # time.monotonic() after which the request fails
     lengths: tuple[int, ...] | None = None  # candidate canvas lengths; None: from the span sizer
     seam_tokens: int | None = None  # suffix tokens clamped at the canvas end; None: engine default
+    invoked: bool = True  # asked for (CLI, code action, explicit trigger); False: as-you-type, one canvas row
 
     def __post_init__(self) -> None:
         if (self.cursor is None) == (self.span is None):

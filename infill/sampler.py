@@ -9,8 +9,11 @@ Two kinds of noise, chosen by the backend:
   token and *every other slot is re-noised*, earlier acceptances included; nothing is frozen.
 - mask (Dream / LLaDA style): noised slots hold the mask id; accepted slots are frozen for good.
 
-Clamped slots (the suffix head, padding past a candidate's end, everything outside a repair window)
-are re-imposed after every step: they are never free.
+Clamped slots (the suffix head, everything outside a repair window) are re-imposed after every step:
+they are never free.
+
+The backend gets the previous step's *probabilities* as self-conditioning (the softmax it would otherwise
+recompute from logits), and every row of one call has the same canvas length.
 """
 
 from __future__ import annotations
@@ -25,9 +28,11 @@ from .errors import CancelledError, DeadlineExceededError
 from .models.base import Backend, PromptState
 from .quality import quality
 
-# A logits processor sees (logits (b, L, V), step index from 0, the batch rows those b logits belong to)
-# and returns processed logits. Rows matter because finished rows leave the batch.
-LogitsProcessor = Callable[[torch.Tensor, int, torch.Tensor], torch.Tensor]
+# A logits processor sees (logits (b, C, V), step index from 0, the batch rows those b logits belong to, the
+# canvas columns those C logits belong to) and returns processed logits. Rows matter because finished rows
+# leave the batch; columns because clamped columns get no logits.
+LogitsProcessor = Callable[[torch.Tensor, int, torch.Tensor, torch.Tensor], torch.Tensor]
+LOG_FLOOR = -1e4  # log-probabilities are floored here for entropies: a banned id (p = 0) then adds 0, not NaN
 
 
 @dataclass(frozen=True)
@@ -38,7 +43,9 @@ class SamplerConfig:
     max_steps: int = 48  # step budget; the released checkpoint uses 48
     stability: int = 1  # stop once the argmax canvas is unchanged for this many steps ...
     confidence: float = 0.005  # ... and the mean entropy of the canvas is below this
-    self_conditioning: bool = True  # feed the previous step's logits back (DiffusionGemma does)
+    self_conditioning: bool = True  # feed the previous step's probabilities back (DiffusionGemma does)
+    fill: bool = False  # accept at least a linear share of the slots per step, so the last step decodes a canvas
+    #                     the model wrote entirely (few-step budgets: an unconfident model accepts ~1 slot a step)
 
     def __post_init__(self) -> None:
         if self.entropy_bound <= 0:
@@ -71,17 +78,33 @@ def temperature(cfg: SamplerConfig, step: int) -> float:
     return cfg.t_min + (cfg.t_max - cfg.t_min) * remaining / cfg.max_steps
 
 
-def entropy_bound_accept(entropy: torch.Tensor, eligible: torch.Tensor, bound: float) -> torch.Tensor:
+def entropy_bound_accept(entropy: torch.Tensor, eligible: torch.Tensor, bound: float,
+                         at_least: torch.Tensor | int = 1) -> torch.Tensor:
     """EB rule: per row, accept the lowest-entropy eligible slots while Σ H − max H ≤ bound.
 
-    entropy (B, L), eligible (B, L) bool -> accepted (B, L) bool. At least one eligible slot is accepted.
+    entropy (B, L), eligible (B, L) bool -> accepted (B, L) bool. At least `at_least` (an int, or (B,) per row)
+    eligible slots are accepted, the lowest-entropy ones; at least one.
     """
     h = entropy.masked_fill(~eligible, float("inf"))  # ineligible slots sort last
     sorted_h, order = torch.sort(h, dim=-1)  # (B, L) ascending
     finite = torch.isfinite(sorted_h)
     cumulative = torch.cumsum(sorted_h.masked_fill(~finite, 0.0), dim=-1)
-    take = (cumulative - sorted_h.masked_fill(~finite, 0.0) <= bound) & finite  # sorted h is the running max
+    take = cumulative - sorted_h.masked_fill(~finite, 0.0) <= bound  # sorted h is the running max
+    rank = torch.arange(h.shape[-1], device=h.device)  # (L,)
+    floor = torch.as_tensor(at_least, device=h.device).clamp(min=1).reshape(-1, 1)  # (B or 1, 1)
+    take = (take | (rank < floor)) & finite
     return torch.zeros_like(take).scatter(-1, order, take)
+
+
+def fill_floor(cfg: SamplerConfig, step: int, eligible: torch.Tensor, mask_noise: bool) -> torch.Tensor | int:
+    """How many slots a row accepts at least this step (`SamplerConfig.fill`), so that the last step of the
+    budget decodes a canvas the model wrote: mask noise unmasks its remaining slots evenly over the steps
+    left; uniform noise accepts a share of the free slots growing linearly to all of them."""
+    if not cfg.fill:
+        return 1
+    n = eligible.sum(-1)  # (b,)
+    left = cfg.max_steps - step
+    return -(-n // left) if mask_noise else -(-n * (step + 1) // cfg.max_steps)
 
 
 def row_generators(seed: int | None | Sequence[int | None], batch: int, device: torch.device) -> list[torch.Generator]:
@@ -99,6 +122,14 @@ def row_generators(seed: int | None | Sequence[int | None], batch: int, device: 
     return gens
 
 
+def draw(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One categorical sample per row of probs (a, V) -> (a,): a uniform draw against the cumulative sum
+    (`torch.multinomial` draws V exponentials per row: 30x slower on a CPU at V = 12k)."""
+    cdf = probs.cumsum(-1)  # (a, V)
+    u = torch.rand(probs.shape[0], 1, generator=generator, device=probs.device) * cdf[:, -1:]  # (a, 1)
+    return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_(max=probs.shape[-1] - 1)  # never a p = 0 id
+
+
 def initial_canvas(backend: Backend, shape: tuple[int, int], gens: list[torch.Generator]) -> torch.Tensor:
     if backend.noise == "mask":
         assert backend.ids.mask is not None, "a mask-noise backend needs a mask id"
@@ -114,11 +145,17 @@ def sample(
     cfg: SamplerConfig = SamplerConfig(),
     processors: Sequence[LogitsProcessor] = (),
     seed: int | None | Sequence[int | None] = None,  # int: row r uses seed + r; or one seed per row
-    init_canvas: torch.Tensor | None = None,  # (B, L) start here instead of pure noise (repairs)
+    init_canvas: torch.Tensor | None = None,  # (B, L) start here instead of pure noise (repairs, warm starts)
     on_step: Callable[[int, torch.Tensor], None] | None = None,  # (step, argmax canvas (B, L)) drafts
     cancelled: Callable[[], bool | torch.Tensor] | None = None,  # True: stop all; (B,) bool: drop those rows
     deadline: float | None = None,  # time.monotonic() limit
 ) -> SampleOutput:
+    """Denoise B canvases of L slots each (one length per call: the engine never pads rows to each other).
+
+    Vocabulary-sized work happens only in the C canvas columns some row denoises (clamped columns, such as
+    the padding after a row's free slots, get no logits): one log-softmax over those logits, one exp, and
+    one sample per *accepted* slot; the probabilities feed the next step's self-conditioning as they are.
+    """
     device = backend.device
     clamp_ids = clamp_ids.to(device)
     clamped = clamp_ids >= 0  # (B, L)
@@ -129,14 +166,17 @@ def sample(
     canvas = init_canvas.to(device).clone() if init_canvas is not None else initial_canvas(backend, (batch, length), gens)
     canvas = torch.where(clamped, clamp_ids, canvas)
     masked = ~clamped if backend.noise == "mask" else None  # (B, L) slots still holding the mask id
+    cols = (~clamped).any(0).nonzero().squeeze(-1)  # (C,) the columns whose logits any row needs
 
     argmax = canvas.clone()
     logprobs = torch.zeros(batch, length, device=device)
     steps = torch.zeros(batch, dtype=torch.long, device=device)
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     dropped = torch.zeros(batch, dtype=torch.bool, device=device)
-    history: list[torch.Tensor] = []  # previous argmax canvases, for the stability test
-    self_cond: torch.Tensor | None = None  # (B, L, V) previous processed logits
+    history: list[torch.Tensor] = []  # the last `stability` argmax canvases (B, L), for the stop test
+    feedback: torch.Tensor | None = None  # (b, C, V) probabilities of the last step's rows, self-conditioning
+    fed_rows: torch.Tensor | None = None  # (b,) the rows `feedback` belongs to
+    self_conditioning = cfg.self_conditioning and backend.noise == "uniform"
     passes = 0
 
     for step in range(cfg.max_steps):
@@ -152,63 +192,68 @@ def sample(
                 raise CancelledError("request cancelled")
         if deadline is not None and time.monotonic() > deadline:
             raise DeadlineExceededError(f"deadline passed after {step} denoising steps")
-        active = ~finished  # rows still denoising; finished rows keep their result
-        rows = active.nonzero().squeeze(-1)
+        rows = (~finished).nonzero().squeeze(-1)  # (b,) rows still denoising; finished rows keep their result
+        if feedback is not None and len(rows) != len(fed_rows):
+            feedback = feedback[torch.isin(fed_rows, rows)]  # rows that finished leave the feedback too
 
-        # 2. One decoder pass over the active rows: logits for the clean canvas.
-        sc = self_cond[rows] if self_cond is not None else None
-        raw = backend.denoise(state, canvas[rows], sc, rows)  # (b, L, V) float32
+        # 2. One decoder pass over the active rows: logits of the clean canvas in the denoised columns.
+        raw = backend.denoise(state, canvas[rows], feedback, rows, cols)  # (b, C, V) float32, ours to change
         passes += 1
         for process in processors:
-            raw = process(raw, step, rows)
-        t = temperature(cfg, step)
-        scaled = raw / t
-        logp = torch.log_softmax(scaled, dim=-1)  # (b, L, V)
-        probs = logp.exp()
-        entropy = -(probs * logp).nan_to_num().sum(-1)  # (b, L)
+            raw = process(raw, step, rows, cols)
 
-        # 3. Propose: a sample at every slot, and the argmax as the current draft.
-        row_gens = [gens[r] for r in rows.tolist()]  # each row draws from its own generator
-        proposal = torch.stack([torch.multinomial(p, 1, generator=g).squeeze(-1)
-                                for p, g in zip(probs, row_gens, strict=True)])  # (b, L)
-        draft = scaled.argmax(-1)  # (b, L)
+        # 3. The draft: the argmax, the same at any temperature.
+        top, draft = raw.max(-1)  # (b, C) each
 
-        # 4. Accept the lowest-entropy slots under the entropy bound; re-noise (uniform) or keep masked (mask).
+        # 4. One log-softmax at this step's temperature: probabilities and entropies.
+        logp = torch.log_softmax(raw / temperature(cfg, step), dim=-1)  # (b, C, V)
+        probs = logp.exp()  # (b, C, V)
+        entropy = torch.zeros(len(rows), length, device=device)  # (b, L); clamped columns: never eligible
+        entropy[:, cols] = -torch.linalg.vecdot(probs, logp.clamp_(min=LOG_FLOOR))  # banned ids: p = 0, log p = -inf
+
+        # 5. Accept the lowest-entropy slots under the entropy bound; sample those slots only.
         free = ~clamped[rows]
         eligible = free & masked[rows] if masked is not None else free
-        accept = entropy_bound_accept(entropy, eligible, cfg.entropy_bound)  # (b, L)
-        if masked is not None:
-            nxt = torch.where(accept, proposal, canvas[rows])
+        floor = fill_floor(cfg, step, eligible, masked is not None)
+        accept = entropy_bound_accept(entropy, eligible, cfg.entropy_bound, floor)  # (b, L)
+        column = torch.full((length,), -1, dtype=torch.long, device=device)
+        column[cols] = torch.arange(len(cols), device=device)  # (L,) a slot's index among the columns
+        row_gens = [gens[r] for r in rows.tolist()]  # each row draws from its own generator
+        if masked is not None:  # mask noise: accepted slots are frozen, the rest stay masked
+            nxt = canvas[rows]
             masked[rows] = masked[rows] & ~accept
-        else:
-            noise = torch.stack([torch.randint(0, backend.vocab_size, (length,), generator=g, device=device)
-                                 for g in row_gens])  # (b, L)
-            nxt = torch.where(accept, proposal, noise)
-        nxt = torch.where(clamped[rows], clamp_ids[rows], nxt)  # 5. clamps are re-imposed every step
-        canvas[rows] = nxt
+        else:  # uniform noise: every slot that is not accepted is re-noised, earlier acceptances included
+            nxt = torch.stack([torch.randint(0, backend.vocab_size, (length,), generator=g, device=device)
+                               for g in row_gens])  # (b, L)
+        for i, g in enumerate(row_gens):
+            slots = accept[i].nonzero().squeeze(-1)  # (a,) this row's accepted slots
+            nxt[i, slots] = draw(probs[i, column[slots]], g)
+        canvas[rows] = torch.where(clamped[rows], clamp_ids[rows], nxt)  # 6. clamps are re-imposed every step
 
-        # 6. Record the draft, then stop rows whose draft is stable and confident.
-        argmax[rows] = torch.where(clamped[rows], clamp_ids[rows], draft)
-        logprobs[rows] = torch.log_softmax(raw, dim=-1).gather(-1, argmax[rows, :, None]).squeeze(-1)
+        # 7. Record the draft, then stop rows whose draft is stable and confident.
+        fixed = clamped[rows][:, cols]  # (b, C): a column another row denoises may be clamped in this one
+        argmax[rows[:, None], cols] = torch.where(fixed, clamp_ids[rows][:, cols], draft)
         steps[rows] += 1
-        history.append(argmax.clone())
         stable = torch.ones(batch, dtype=torch.bool, device=device)
         if cfg.stability:
-            if len(history) <= cfg.stability:
+            if len(history) < cfg.stability:
                 stable[:] = False
-            for past in history[-cfg.stability - 1 : -1]:
+            for past in history:
                 stable &= (past == argmax).all(-1)
+            history = [*history, argmax.clone()][-cfg.stability :]
         confident = torch.zeros(batch, dtype=torch.bool, device=device)
         mean_h = (entropy * free).sum(-1) / free.sum(-1).clamp(min=1)
         confident[rows] = mean_h < cfg.confidence
-        done_now = stable & confident & active
+        done_now = stable & confident & ~finished
         if masked is not None:
-            done_now |= active & ~masked.any(-1)
+            done_now |= ~finished & ~masked.any(-1)
         finished |= done_now
-        if cfg.self_conditioning and backend.noise == "uniform":
-            if self_cond is None:
-                self_cond = torch.zeros(batch, length, scaled.shape[-1], dtype=backend.dtype, device=device)
-            self_cond[rows] = scaled.to(backend.dtype)
+        # 8. A row's last draft gets its log-probabilities at temperature 1 (the engine's confidence).
+        last = done_now[rows] | (step == cfg.max_steps - 1)  # (b,)
+        if bool(last.any()):
+            logprobs[rows[last][:, None], cols] = top[last] - raw[last].logsumexp(-1)
+        if self_conditioning:
+            feedback, fed_rows = probs, rows
         if on_step is not None:
             on_step(step, argmax)
         if bool(finished.all()):

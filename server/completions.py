@@ -172,7 +172,8 @@ class Completer:
         if doc.version != version:
             self.counts["stale"] += 1
             return None
-        result = await self._fill(doc, self._message(doc, settings, cursor=cursor, text=text), supersedable=True)
+        result = await self._fill(doc, self._message(doc, settings, cursor=cursor, text=text, invoked=invoked),
+                                  supersedable=True)
         if result is None:
             return None
         if self.service.board.state == notices.SLOW:  # answered within the deadline again
@@ -258,14 +259,14 @@ class Completer:
     # -- pieces ---------------------------------------------------------------------------------------------
     def _message(self, doc: Document, settings: Settings, cursor: int | None = None,
                  span: tuple[int, int] | None = None, quality: str | None = None,
-                 text: str | None = None) -> InfillMessage:
+                 text: str | None = None, invoked: bool = True) -> InfillMessage:
         path = to_fs_path(doc.uri) if doc.uri.startswith("file:") else None
         # an editor's JS string can hold an unpaired surrogate; it cannot be encoded as UTF-8 for the model
         return InfillMessage(id=self.scheduler.new_request_id(), text=replace_lone_surrogates(doc.text if text is None else text),
                              cursor=cursor, range=span,
                              path=path, language=grammar_of(doc), quality=quality or settings.quality,
                              max_steps=settings.max_steps, seed=settings.seed, deadline_ms=settings.deadline_ms,
-                             lengths=settings.lengths)
+                             lengths=settings.lengths, invoked=invoked)
 
     async def _fill(self, doc: Document, msg: InfillMessage, supersedable: bool,
                     raise_errors: bool = False) -> ResultMessage | None:

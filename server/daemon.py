@@ -544,7 +544,11 @@ class Daemon:
                       "cache_reused_tokens": cache.reused_tokens, "cache_computed_tokens": cache.computed_tokens,
                       "prefill_seconds": round(cache.seconds, 6),
                       "parameters": self._describe.get("parameters"), "backend": self._describe.get("backend"),
-                      "model_name": self._describe.get("model_name")}
+                      "model_name": self._describe.get("model_name"),
+                      "stack": self._describe.get("stack"), "weights": self._describe.get("weights")}
+            drafts = getattr(self.engine, "drafts", None)
+            if drafts is not None:  # as-you-type requests seeded by the previous keystroke's draft
+                extra |= {"warm_starts": drafts.hits, "cold_starts": drafts.misses}
         return StatusMessage(
             address=self.address, pid=os.getpid(), model=self.model, device=self._describe.get("device", ""),
             dtype=self._describe.get("dtype", ""), queue=len(self.queue), running=len(self.running),

@@ -5,7 +5,8 @@ Every message is one JSON object (a websocket text frame) with a `type` field:
     client -> daemon
       {"type": "infill", "id": "7", "text": "...", "cursor": 120}          complete at a cursor (code points)
       {"type": "infill", "id": "8", "text": "...", "range": [100, 140]}     regenerate a range (end exclusive)
-          optional: path, language, quality, max_steps, seed, deadline_ms, stream (send drafts), lengths
+          optional: path, language, quality, max_steps, seed, deadline_ms, stream (send drafts), lengths,
+                    invoked (false: an as-you-type request, one canvas row)
       {"type": "cancel", "id": "7"}
       {"type": "status"}
     daemon -> client
@@ -115,6 +116,7 @@ class InfillMessage(Message):
     deadline_ms: int | None = None  # give up after this many milliseconds in the daemon
     stream: bool = False  # send progress drafts
     lengths: tuple[int, ...] | None = None  # candidate canvas lengths (tests, benchmarks)
+    invoked: bool = True  # asked for (CLI, code action, explicit trigger); false: as you type
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,8 @@ class ResultMessage(Message):
     sizing: str = ""
     prompt_tokens: int = 0
     reused_prompt_tokens: int = 0
+    repaired: bool = False
+    candidates: tuple[dict[str, Any], ...] = ()  # each candidate tried: length, text, syntax_ok, confidence, finished
 
 
 @dataclass(frozen=True)
@@ -289,7 +293,8 @@ def _validate_infill(data: dict[str, Any]) -> InfillMessage:
     for name, hi in (("max_steps", LIMITS.max_steps), ("seed", LIMITS.seed), ("deadline_ms", LIMITS.deadline_ms)):
         v = data.get(name)
         _check(v is None or (_is_int(v) and 0 <= v <= hi), f"'{name}' must be an integer in 0..{hi}", rid)
-    _check(isinstance(data.get("stream", False), bool), "'stream' must be true or false", rid)
+    for flag in ("stream", "invoked"):
+        _check(isinstance(data.get(flag, False), bool), f"'{flag}' must be true or false", rid)
     lengths = data.get("lengths")
     if lengths is not None:
         _check(isinstance(lengths, list) and 0 < len(lengths) <= LIMITS.lengths

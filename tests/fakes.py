@@ -46,6 +46,8 @@ class ScriptedBackend:
         self.cache_stats = CacheStats()
         self.calls: list[torch.Tensor] = []
         self.self_conditioning_seen: list[bool] = []
+        self.feedback: list[torch.Tensor | None] = []  # the self-conditioning probabilities of each call
+        self.slots_seen: list[torch.Tensor] = []  # the canvas columns each call returned logits for
 
     def prefill(self, prompt) -> PromptState:
         self.cache_stats.prefills += 1
@@ -54,9 +56,10 @@ class ScriptedBackend:
     def merge(self, states, rows):
         return states[0]
 
-    def denoise(self, state, canvas, self_conditioning, rows=None):
+    def denoise(self, state, canvas, self_conditioning, rows=None, slots=None):
         self.calls.append(canvas.clone())
         self.self_conditioning_seen.append(self_conditioning is not None)
+        self.feedback.append(None if self_conditioning is None else self_conditioning.clone())
         b, length = canvas.shape
         if self.target.shape[0] == 1:
             target = self.target.expand(b, -1)[:, :length]
@@ -70,7 +73,8 @@ class ScriptedBackend:
         self.rows_seen.append(b)
         for slot in self.noisy_slots:
             logits[:, slot] = 0.0  # uniform: maximal entropy, never confident
-        return logits
+        self.slots_seen.append(torch.arange(length) if slots is None else slots.clone())
+        return logits if slots is None else logits[:, slots]
 
     def describe(self) -> dict:
         return {"model": self.model_id}

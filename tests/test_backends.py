@@ -9,9 +9,13 @@ from infill.models.base import LoadOptions
 from infill.prompt import PromptConfig, encode_prompt
 
 
-@pytest.fixture(scope="module")
-def dg(tiny_model_dir):
-    return load_backend(str(tiny_model_dir))
+@pytest.fixture(scope="module", params=[("fused", "int8"), ("fused", "none"), ("transformers", None)],
+                ids=["fused-int8", "fused-float", "transformers"])
+def dg(request, tiny_model_dir):
+    """The tiny checkpoint through each way of running it: the fused CPU stack with int8 matmuls (the CPU
+    default) or float32, and transformers' class (the fallback)."""
+    stack, quantize = request.param
+    return load_backend(str(tiny_model_dir), LoadOptions(stack=stack, quantize=quantize))
 
 
 def _prompt(backend, prefix, suffix="\n"):
@@ -21,6 +25,8 @@ def _prompt(backend, prefix, suffix="\n"):
 def test_diffusiongemma_is_detected_and_described(dg, tiny_model_dir):
     assert detect_backend(str(tiny_model_dir)) == "diffusiongemma"
     info = dg.describe()
+    assert info.get("stack", "transformers") == ("fused" if dg.model is None else "transformers")
+    assert info.get("weights", "float32") in ("int8", "float32")
     assert info["backend"] == "diffusiongemma" and info["prompt_format"] == "fim" and info["parameters"] > 0
     assert dg.ids.fim_middle is not None and dg.ids.pad not in dg.ids.banned
 
@@ -165,3 +171,30 @@ def test_masked_backend_merges_prompts(masked_dir):
     canvas = torch.full((3, 4), backend.ids.mask)
     together = backend.denoise(backend.merge([a, b], [2, 1]), canvas, None)
     assert torch.allclose(together[2:], backend.denoise(b, canvas[2:], None), atol=1e-5)
+
+
+def test_both_stacks_give_the_same_logits_and_the_default_is_fused(tiny_model_dir):
+    from infill.models.diffusiongemma import FusedBackend
+
+    default = load_backend(str(tiny_model_dir))
+    assert isinstance(default, FusedBackend) and default.describe()["weights"] == "int8"  # the CPU default
+    fused = load_backend(str(tiny_model_dir), LoadOptions(quantize="none"))
+    hf = load_backend(str(tiny_model_dir), LoadOptions(stack="transformers"))
+    assert isinstance(fused, FusedBackend) and not isinstance(hf, FusedBackend)
+    canvas = torch.randint(20, fused.vocab_size, (2, 7), generator=torch.Generator().manual_seed(4))
+    probs = torch.softmax(torch.randn(2, 7, fused.vocab_size, generator=torch.Generator().manual_seed(5)), -1)
+    a, b = fused.prefill(_prompt(fused, "def f(x):\n    return ")), hf.prefill(_prompt(hf, "def f(x):\n    return "))
+    assert torch.allclose(fused.denoise(a, canvas, probs), hf.denoise(b, canvas, probs), atol=1e-5)
+    # logits of some columns only; the other slots condition on their own token
+    cols = torch.tensor([0, 2, 3])
+    some = fused.denoise(a, canvas, probs[:, cols], slots=cols)
+    assert some.shape == (2, 3, fused.vocab_size)
+    assert torch.allclose(some, hf.denoise(b, canvas, probs[:, cols], slots=cols), atol=1e-5)
+    one_hot = torch.zeros_like(probs).scatter_(-1, canvas[..., None], 1.0)
+    one_hot[:, cols] = probs[:, cols]
+    assert torch.allclose(some, fused.denoise(a, canvas, one_hot)[:, cols], atol=1e-5)
+
+
+def test_the_fused_stack_refuses_what_it_cannot_run(tiny_model_dir):
+    with pytest.raises(ModelLoadError, match="fused stack cannot run"):
+        load_backend(str(tiny_model_dir), LoadOptions(stack="fused", dtype="bfloat16"))

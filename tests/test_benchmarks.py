@@ -1,4 +1,5 @@
-"""Fast checks of the benchmark scripts' scoring and decoding pieces (benchmarks/quality.py, speed.py, plots.py)."""
+"""Fast checks of the benchmark scripts' scoring and decoding pieces (benchmarks/quality.py, speed.py, plots.py,
+and the before/after scripts' hole cutting, baseline trees and paired intervals)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,12 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
+import baseline  # noqa: E402
+import cli_latency  # noqa: E402
 import humaneval  # noqa: E402
 import plots  # noqa: E402
 import quality  # noqa: E402
+import quality_sxs  # noqa: E402
 import speed  # noqa: E402
 
 # A tiny SAFIM-style task: the hole is a loop body; the tests read n and print 2*i for each i, then "done".
@@ -162,10 +166,11 @@ def test_ar_and_stock_on_a_tiny_checkpoint(tiny_engine):
                            PromptConfig())
     out = speed.ar_decode(backend, backend.prefill(prompt), length=6)
     assert out.passes == len(out.ids) <= 6
-    canvas_length = backend.model.config.canvas_length
+    model = speed.class_model(backend)  # the engine runs the fused stack; stock generate() needs the class
+    canvas_length = model.config.canvas_length
     ids, encoder, decoder = speed.stock_generate(backend, list(prompt.encoder_ids), 8)
     assert len(ids) == 8 and encoder == 1 and 1 <= decoder <= speed.STOCK_STEPS
-    assert backend.model.config.canvas_length == canvas_length  # restored after the call
+    assert model.config.canvas_length == canvas_length  # restored after the call
 
 
 # -- speed summaries and summary.json ----------------------------------------------------------------------------
@@ -245,3 +250,38 @@ def test_gpu_speed_dry_run_covers_every_section(tmp_path):
         assert key in result, key
     assert result["full_canvas"]["16"]["passes"] == 16  # random weights never stop early
     assert all(result["quantized"][k]["kl_to_bf16"] < 0.5 for k in ("int8", "fp8", "int4"))
+
+
+# -- before/after scripts --------------------------------------------------------------------------------------
+def test_cli_latency_cuts_each_kind_of_hole_where_it_says():
+    from infill.document import LineIndex, parse_position, parse_range
+
+    text = cli_latency.source_file(300)
+    holes = cli_latency.cut_holes(text, 3)
+    assert [k for k, _, _ in holes] == [k for k in cli_latency.KINDS for _ in range(3)]
+    for kind, doc, fields in holes:
+        index = LineIndex.of(doc)
+        if kind == "range":
+            start, end = parse_range(fields["range"], index)
+            assert doc == text and doc[start:end].strip() and "\n" not in doc[start:end]
+            continue
+        at = parse_position(fields["at"], index)
+        assert len(doc) < len(text)  # something was cut out
+        if kind == "expression":
+            assert doc[at - 1] == "(" and doc[at] == ")"
+        if kind in ("statement", "block"):
+            assert not doc[doc.rfind("\n", 0, at) + 1 : at].strip()  # the cursor is on an indented empty line
+
+
+def test_a_baseline_tree_is_the_commit_as_it_was(tmp_path):
+    tree = baseline.checkout(baseline.BASELINE, tmp_path / "old")
+    assert (tree / "infill" / "engine.py").exists() and not (tree / "infill" / "warmstart.py").exists()
+    assert baseline.env_for(tree)["PYTHONPATH"] == str(tree)
+
+
+def test_paired_difference_and_its_interval():
+    a = [True] * 30 + [False] * 30
+    mean, lo, hi = quality_sxs.paired(a, a)
+    assert (mean, lo, hi) == (0.0, 0.0, 0.0)
+    mean, lo, hi = quality_sxs.paired(a, [True] * 60)
+    assert mean == 0.5 and lo < 0.5 < hi and lo > 0

@@ -16,6 +16,7 @@ import types
 from dataclasses import replace
 
 import pytest
+from conftest import ROOT
 
 from infill import cli as cli_module
 from infill.cli import Command, plain_output, unified_diff
@@ -378,8 +379,20 @@ def test_train_forwards_its_arguments(monkeypatch):
     fake = types.ModuleType("infill.train.cli")
     fake.main = lambda argv: seen.append(argv) or 0
     monkeypatch.setitem(sys.modules, "infill.train.cli", fake)
-    assert cli_module.main(["train", "--config", "smoke", "--help", "extra"]) == 0
-    assert seen == [["--config", "smoke", "--help", "extra"]]
+    assert cli_module.main(["train", "--config", "smoke", "extra", "--", "--help"]) == 0
+    assert seen == [["--config", "smoke", "extra", "--", "--help"]]
+
+
+def test_train_help_imports_no_torch(tmp_path):
+    """The training command's own parser prints its help; torch (2 s of imports) is not loaded for it."""
+    import subprocess
+
+    probe = ("import sys, atexit; from infill.cli import main; "
+             "atexit.register(lambda: print('torch' in sys.modules, file=sys.stderr)); main(['train', '--help'])")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert proc.returncode == 0 and "--objective" in proc.stdout and "--init-from" in proc.stdout
+    assert proc.stderr.strip().splitlines()[-1] == "False", proc.stderr
 
 
 def test_a_new_subcommand_is_one_registry_entry(monkeypatch, capsys):
@@ -525,3 +538,35 @@ def test_every_help_lists_its_choices_and_its_own_exit_statuses():
             if action.choices and not isinstance(action.choices, dict):
                 assert "{" + ",".join(action.choices) + "}" in text, (name, action.dest)
     assert "no daemon on the address" in help_of("daemon") and "model failed to load" not in help_of("lsp")
+
+
+def test_fill_goes_through_a_running_daemon_that_serves_the_model(tmp_path, tiny_model_dir, src):
+    """A daemon on the address: its model, no torch in the command; another model asked for, or --no-daemon:
+    loaded in process. --json says which."""
+    import subprocess
+
+    from daemon_helpers import DaemonProcess
+
+    daemon = DaemonProcess(tiny_model_dir, tmp_path / "run").start()
+    try:
+        daemon.wait_ready()
+
+        def fill(*extra: str) -> tuple[dict, str]:
+            proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "infill", "fill", str(src), "--at", "2:12",
+                                   "--json", "--daemon", daemon.address, *FAST, *extra], capture_output=True,
+                                  text=True, env=daemon.env, cwd=tmp_path, timeout=120)
+            assert proc.returncode == 0, proc.stderr[-2000:]
+            return json.loads(proc.stdout), proc.stderr
+
+        out, imports = fill()
+        check_hole_json(out, str(src))
+        assert out["backend"] == "daemon" and not re.search(r"\| torch$", imports, re.M)
+        assert fill("--no-daemon")[0]["backend"] == "in-process"
+        other = tmp_path / "copy"
+        other.mkdir()
+        for f in tiny_model_dir.iterdir():
+            (other / f.name).write_bytes(f.read_bytes())
+        assert fill("--model", str(other))[0]["backend"] == "in-process"  # the daemon serves another model
+        assert fill("--quantize", "none")[0]["backend"] == "in-process"  # a load the daemon did not make
+    finally:
+        daemon.stop()

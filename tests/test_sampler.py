@@ -90,12 +90,42 @@ def test_finished_rows_leave_the_batch():
     assert out.finished.tolist() == [True, False]
     assert backend.rows_seen[0] == 2 and backend.rows_seen[-1] == 1
     assert int(out.steps[1]) == 10 and int(out.steps[0]) < 10
+    # the self-conditioning rows follow the canvases: the finished row's probabilities leave with it
+    assert all(f is None or f.shape[0] == n for f, n in zip(backend.feedback, backend.rows_seen, strict=True))
 
 
 def test_self_conditioning_is_fed_back_after_the_first_step():
     backend = ScriptedBackend(TARGET)
     sample(backend, backend.prefill(_prompt()), free_canvas(), SamplerConfig(), seed=0)
     assert backend.self_conditioning_seen[0] is False and all(backend.self_conditioning_seen[1:])
+
+
+def test_self_conditioning_is_the_previous_steps_probabilities():
+    backend = ScriptedBackend(TARGET, sharpness=2.0)
+    cfg = SamplerConfig(max_steps=3)
+    sample(backend, backend.prefill(_prompt()), free_canvas(), cfg, seed=0)
+    for step in (1, 2):  # the logits the backend gave at step - 1, at that step's temperature
+        previous = backend.denoise(backend.prefill(_prompt()), backend.calls[step - 1], None)
+        want = torch.softmax(previous / temperature(cfg, step - 1), dim=-1)
+        assert torch.allclose(backend.feedback[step], want, atol=1e-6)
+
+
+def test_only_accepted_slots_are_sampled(monkeypatch):
+    import infill.sampler
+
+    drawn = []
+    real = infill.sampler.draw
+
+    def spy(probs, generator):
+        drawn.append(probs.shape[0])  # rows of the distribution = slots sampled in one call
+        return real(probs, generator)
+
+    monkeypatch.setattr(infill.sampler, "draw", spy)
+    target = torch.tensor([[40, 41, -1, -1, -1, -1, 1, 0]])  # four slots stay uncertain
+    backend = ScriptedBackend(target, sharpness=30.0)
+    sample(backend, backend.prefill(_prompt()), free_canvas(), SamplerConfig(max_steps=3), seed=0)
+    # the 4 certain slots and the first uncertain one (the EB rule takes the slot that crosses the bound); not all 8
+    assert drawn == [5, 5, 5]
 
 
 def test_mask_noise_freezes_accepted_slots_and_stops_when_no_mask_is_left():
@@ -144,3 +174,27 @@ def _prompt():
     from infill.prompt import EncodedPrompt
 
     return EncodedPrompt((2, 7, 8), (), (), (), False)
+
+
+def test_a_draw_follows_the_distribution_and_never_picks_an_impossible_id():
+    from infill.sampler import draw
+
+    probs = torch.tensor([[0.1, 0.0, 0.6, 0.3], [0.0, 0.0, 0.0, 1.0]])
+    g = torch.Generator().manual_seed(0)
+    picks = torch.stack([draw(probs, g) for _ in range(4000)])  # (4000, 2)
+    share = torch.bincount(picks[:, 0], minlength=4).float() / len(picks)
+    assert torch.allclose(share, probs[0], atol=0.03) and (picks[:, 1] == 3).all()
+
+
+def test_fill_accepts_a_growing_share_so_the_last_step_sees_a_canvas_the_model_wrote(monkeypatch):
+    import infill.sampler
+
+    drawn = []
+    real = infill.sampler.draw
+    monkeypatch.setattr(infill.sampler, "draw", lambda probs, g: drawn.append(probs.shape[0]) or real(probs, g))
+    backend = ScriptedBackend(TARGET, sharpness=0.5)  # unconfident: the entropy bound alone accepts one slot a step
+    sample(backend, backend.prefill(_prompt()), free_canvas(), SamplerConfig(max_steps=4, fill=True), seed=0)
+    assert drawn == [2, 4, 6, 8]  # ceil(8 * (step + 1) / 4)
+    drawn.clear()
+    sample(backend, backend.prefill(_prompt()), free_canvas(), SamplerConfig(max_steps=4), seed=0)
+    assert max(drawn) < 8

@@ -13,7 +13,7 @@ from infill.errors import (
     FileChangedError,
     ModelLoadError,
 )
-from infill.request import InfillRequest, InfillResult
+from infill.request import Candidate, InfillRequest, InfillResult
 from server import wire
 from server.protocol import ErrorCode, FillError, InfillMessage, ResultMessage, Unavailable
 
@@ -28,15 +28,32 @@ def test_a_message_becomes_the_engine_request_with_its_deadline_counted_from_arr
     assert wire.request(InfillMessage(id="9", text="ab", cursor=0), received=5.0).deadline is None
 
 
+RESULT = InfillResult(text="1", start=4, end=4, kind="line", syntax_ok=True, steps=3, forward_passes=4,
+                      tokens=2, seconds=0.1234567891, model="m", language="python", sizing="tree-sitter",
+                      candidates=[Candidate(8, "1", True, -0.5, True), Candidate(16, "1 +", False, -1.0, False)],
+                      repaired=True, prompt_tokens=30, reused_prompt_tokens=20)
+
+
 def test_every_result_field_the_wire_carries_comes_from_the_engine_result():
-    result = InfillResult(text="1", start=4, end=4, kind="line", syntax_ok=True, steps=3, forward_passes=4,
-                          tokens=2, seconds=0.1234567891, model="m", language="python", sizing="tree-sitter",
-                          prompt_tokens=30, reused_prompt_tokens=20)
-    msg = wire.result("7", result, queued_seconds=0.5, batch_size=3)
+    msg = wire.result("7", RESULT, queued_seconds=0.5, batch_size=3)
     shared = {f.name for f in dataclasses.fields(ResultMessage)} & {f.name for f in dataclasses.fields(InfillResult)}
     assert shared == {f.name for f in dataclasses.fields(ResultMessage)} - {"id", "queued_seconds", "batch_size"}
-    assert all(getattr(msg, name) == getattr(result, name) for name in shared - {"seconds"})
+    assert all(getattr(msg, name) == getattr(RESULT, name) for name in shared - {"seconds", "candidates"})
+    assert msg.candidates == tuple(dataclasses.asdict(c) for c in RESULT.candidates)
     assert (msg.id, msg.seconds, msg.queued_seconds, msg.batch_size) == ("7", 0.123457, 0.5, 3)
+
+
+def test_the_cli_round_trip_through_a_daemon_gives_the_engine_types_back():
+    from server.protocol import parse, parse_server
+
+    req = InfillRequest(text="x = \n", cursor=4, path="a.py", language="python", quality="fast", max_steps=5,
+                        seed=3, lengths=(8,), invoked=False)
+    msg = parse(wire.message("cli-1", req).to_json())  # what the daemon receives
+    assert wire.request(msg, received=0.0) == req
+    back = wire.result_of(parse_server(wire.result("cli-1", RESULT).to_json()))
+    assert back == dataclasses.replace(RESULT, seconds=0.123457)
+    assert isinstance(wire.engine_error(FillError(ErrorCode.BAD_INPUT, "cursor outside")), BadInputError)
+    assert type(wire.engine_error(FillError(ErrorCode.MODEL, "boom"))).__name__ == "InfillError"
 
 
 @pytest.mark.parametrize(("exc", "code", "message"), [

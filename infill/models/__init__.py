@@ -1,13 +1,20 @@
-"""Backends behind one protocol, in a registry keyed by name; `load_backend` picks one from the checkpoint."""
+"""Backends behind one protocol, in a registry keyed by name; `load_backend` picks one from the checkpoint.
+
+torch loads with the first backend, not with this package: `infill.models.presets` (the default model's
+path) stays importable by the CLI's daemon path, which never loads a model.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ModelLoadError, lookup
-from .base import Backend, LoadOptions
+
+if TYPE_CHECKING:
+    from .base import Backend, LoadOptions
 
 
 def _diffusiongemma(model: str, options: LoadOptions) -> Backend:
@@ -42,5 +49,7 @@ def detect_backend(model: str) -> str:
     return "diffusiongemma" if model_type == "diffusion_gemma" else "masked"
 
 
-def load_backend(model: str, options: LoadOptions = LoadOptions(), backend: str | None = None) -> Backend:
-    return lookup(BACKENDS, "backend", backend or detect_backend(model))(model, options)
+def load_backend(model: str, options: LoadOptions | None = None, backend: str | None = None) -> Backend:
+    from .base import LoadOptions
+
+    return lookup(BACKENDS, "backend", backend or detect_backend(model))(model, options or LoadOptions())

@@ -17,7 +17,9 @@ NoiseKind = Literal["uniform", "mask"]
 class LoadOptions:
     device: str = "auto"  # "auto" picks cuda when available, else cpu
     dtype: str = "auto"  # "auto": bfloat16 on cuda, float32 on cpu; or float32 / bfloat16 / float16
-    quantize: str | None = None  # None, "4bit" or "8bit" (bitsandbytes, CUDA only)
+    quantize: str | None = None  # None: the device's default; "none"; "int8" (CPU int8 matmuls, dynamic
+    #                              activations); "4bit" or "8bit" (bitsandbytes, CUDA only)
+    stack: str = "auto"  # DiffusionGemma: "auto" (the fused stack where it fits), "fused" or "transformers"
     trust_remote_code: bool = False  # needed by masked-diffusion checkpoints that ship their own modeling code
     threads: int | None = None  # torch CPU threads; None: half the cores, 1 to 4 (see set_cpu_threads)
 
@@ -74,12 +76,15 @@ class Backend(Protocol):
 
     def denoise(
         self, state: PromptState, canvas: torch.Tensor, self_conditioning: torch.Tensor | None,
-        rows: torch.Tensor | None = None,
+        rows: torch.Tensor | None = None, slots: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """canvas (b, L) ids -> logits (b, L, V) float32 for the clean canvas. One forward pass.
+        """canvas (b, L) ids -> logits (b, C, V) float32 of the clean canvas in columns `slots` (C,) (None: all
+        L). One forward pass over the whole canvas.
 
-        `rows` (b,) says which rows of a merged state these canvases are (rows leave as they finish);
-        a single prompt's state serves any number of rows."""
+        `self_conditioning` (b, C, V) is the previous step's probabilities in those columns (None on the first
+        step); a slot outside them conditions on its own token. `rows` (b,) says which rows of a merged state
+        these canvases are (rows leave as they finish); a single prompt's state serves any number of rows.
+        The caller may change the returned tensor."""
         ...
 
     def merge(self, states: list[PromptState], rows: list[int]) -> PromptState:

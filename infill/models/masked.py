@@ -95,7 +95,9 @@ class MaskedDiffusionBackend:
 
     @torch.no_grad()
     def denoise(self, state: PromptState, canvas: torch.Tensor, self_conditioning: torch.Tensor | None,
-                rows: torch.Tensor | None = None) -> torch.Tensor:
+                rows: torch.Tensor | None = None, slots: torch.Tensor | None = None) -> torch.Tensor:
+        if slots is not None:  # the whole sequence runs anyway; these models take no self-conditioning
+            return self.denoise(state, canvas, None, rows)[:, slots]
         if "members" in state.extra:  # merged prompts: one pass per prompt (these models take no padding mask)
             members = state.extra["members"]  # (B,) index of each row's prompt
             rows = torch.arange(len(members)) if rows is None else rows.cpu()

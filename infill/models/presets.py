@@ -14,6 +14,7 @@ from pathlib import Path
 from ..errors import lookup
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+MODEL_ENV = "INFILL_MODEL"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 RANDOM_INIT_MARKER = "random_init.json"  # a config-only directory: weights are drawn at load time
 
@@ -148,3 +149,20 @@ def write_random_checkpoint(out_dir: str | Path, preset: str, seed: int = 0, wei
         tok.save_pretrained(out)
         (out / RANDOM_INIT_MARKER).write_text(json.dumps({"preset": preset, "seed": seed, "shape": asdict(shape)}))
     return out
+
+
+def default_model() -> str:
+    """$INFILL_MODEL when set, else the bundled model."""
+    import os
+
+    from ..errors import ModelLoadError
+
+    env = os.environ.get(MODEL_ENV)
+    if env:
+        return env
+    if (WEIGHTS_DIR / "config.json").exists():
+        return str(WEIGHTS_DIR)
+    raise ModelLoadError(
+        f"no model given and no bundled model in {WEIGHTS_DIR}; pass --model DIR, set ${MODEL_ENV}, "
+        "or write a random test model with `infill model random DIR --preset tiny`"
+    )

@@ -9,6 +9,7 @@ has a grammar; other files are read line by line.
 
 from .blocks import block_at
 from .config import SizingConfig
+from .lengths import one_row_length
 from .sizer import size_hole
 
-__all__ = ["SizingConfig", "block_at", "size_hole"]
+__all__ = ["SizingConfig", "block_at", "one_row_length", "size_hole"]

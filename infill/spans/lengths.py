@@ -97,3 +97,9 @@ def finish(sizes: Sequence[float], cfg: SizingConfig) -> tuple[int, ...]:
         return (lengths[-1],)  # one canvas: the one that covers the most
     step = (len(lengths) - 1) / (cfg.max_candidates - 1)
     return tuple(lengths[round(i * step)] for i in range(cfg.max_candidates))
+
+
+def one_row_length(kind: str, lengths: Sequence[int], cfg: SizingConfig) -> int:
+    """The candidate length an as-you-type request runs alone (`SizingConfig.one_row`)."""
+    rung = dict(cfg.one_row).get(str(kind), 0)
+    return lengths[min(rung, len(lengths) - 1)]
