@@ -309,14 +309,19 @@ def ratio(before: float | None, after: float | None) -> float | None:
     return round(before / after, 1) if before and after else None
 
 
+def cell(value: float | None, unit: str = "") -> str:
+    """A table cell: '–' where a tree had no item to time."""
+    return "–" if value is None else f"{value}{unit}"
+
+
 def markdown(report: dict[str, Any]) -> str:
     before, after = report["trees"]["before"], report["trees"]["after"]
     rows = []
     for name, a in after["scenarios"].items():
         b = before["scenarios"][name]
-        rows.append(f"| {name} | {b['items']}/{b['keystrokes']} | {b['p50_ms']} | {b['p95_ms']} "
-                    f"| {a['items']}/{a['keystrokes']} | {a['p50_ms']} | {a['p95_ms']} "
-                    f"| {ratio(b['p50_ms'], a['p50_ms'])}x | {ratio(b['p95_ms'], a['p95_ms'])}x "
+        rows.append(f"| {name} | {b['items']}/{b['keystrokes']} | {cell(b['p50_ms'])} | {cell(b['p95_ms'])} "
+                    f"| {a['items']}/{a['keystrokes']} | {cell(a['p50_ms'])} | {cell(a['p95_ms'])} "
+                    f"| {cell(ratio(b['p50_ms'], a['p50_ms']), 'x')} | {cell(ratio(b['p95_ms'], a['p95_ms']), 'x')} "
                     f"| {a['model_calls']} | {a['typethrough_reuse_rate']:.0%} |")
     m = report["machine"]
     bb, ab = before["scenarios"]["back_to_back"], after["scenarios"]["back_to_back"]
