@@ -166,14 +166,10 @@ class Engine:
         state = self.backend.prefill(prompt)
         preset = quality(req.quality)
         sampler = quality_preset(req.quality, req.max_steps)
-        one_row = spans.one_row_length(hole.kind, hole.lengths, self.config.sizing)
-        if req.invoked and preset.escalate:  # climbing stops at the first good candidate
+        if req.invoked and preset.escalate:  # every candidate, shortest first; climbing stops at the first good one
             lengths, climb = list(hole.lengths), self.config.escalate
-            if preset.climb is not None and not req.lengths:  # from the one-row length up, `climb` rungs
-                first = min(lengths.index(one_row), max(0, len(lengths) - preset.climb))
-                lengths = lengths[first : first + preset.climb]
         else:  # as you type, or latency first: the one candidate that most often holds the middle
-            lengths, climb = [one_row], False
+            lengths, climb = [spans.one_row_length(hole.kind, hole.lengths, self.config.sizing)], False
         warm = None
         if not req.invoked and preset.warm_steps and self.backend.noise == "uniform" and req.cursor is not None \
                 and (rest := self.drafts.seed(req.text, req.cursor)) is not None:

@@ -1,8 +1,7 @@
 """Quality presets, defined once: how the sampler runs and which second chances the engine allows.
 
     quality("fast").sampler          the SamplerConfig fields the preset changes (infill.sampler.quality_preset)
-    quality("fast").escalate         an invoked request climbs the candidate lengths while they fail
-    quality("fast").climb            how many lengths it may climb, from the one-row length up (None: all)
+    quality("fast").escalate         an invoked request climbs the candidate lengths, shortest first, while they fail
     quality("fast").repair_rounds    re-noise rounds around an added syntax error (None: ConstraintConfig's)
     quality("fast").warm_steps       the step budget of a canvas seeded by the previous keystroke's draft
     DEFAULTS.typing                  the preset an entry point uses when none is named, and why (comments)
@@ -30,8 +29,6 @@ class Quality:
     repair_rounds: int | None  # re-noise rounds around the first added syntax error; None: ConstraintConfig's
     use: str  # what it is for, for help texts
     warm_steps: int | None = None  # steps of a canvas seeded by the previous keystroke's draft (None: no seeding)
-    climb: int | None = None  # candidate lengths an escalating request may try: from the one-row length up, this
-    #                           many; None: every candidate, shortest first
 
 
 QUALITIES: dict[str, Quality] = {q.name: q for q in (
@@ -39,9 +36,7 @@ QUALITIES: dict[str, Quality] = {q.name: q for q in (
     # `fast` on four padded rows: 47%; all within noise at 60 holes), a quarter less time than 4: see README
     Quality("fast", {"entropy_bound": 0.3, "max_steps": 3, "fill": True}, escalate=False, repair_rounds=0,
             warm_steps=2, use="latency first: one canvas row, 3 steps that fill it, no second chances"),
-    # 2 rungs: the one-row length holds the middle on 85-97% of holes (spans/config.py) and the next one on
-    # most of the rest; climbing all four cost ~4 s per line hole on a CPU for no more valid middles (README)
-    Quality("balanced", {}, escalate=True, repair_rounds=None, climb=2,
+    Quality("balanced", {}, escalate=True, repair_rounds=None,
             use="the released DiffusionGemma settings, with escalation and repairs"),
     Quality("thinking", {"entropy_bound": 0.05, "max_steps": 96, "stability": 2}, escalate=True, repair_rounds=None,
             use="careful steps and a bigger budget"),

@@ -107,15 +107,6 @@ def test_invoked_requests_climb_one_candidate_at_a_time():
     assert {tuple(c.shape) for c in backend.calls} == {(1, 3), (1, 8)}
 
 
-@pytest.mark.parametrize("preset, expected", [("balanced", [9, 17]), ("thinking", [5, 9, 17, 37])])
-def test_balanced_climbs_two_rungs_from_the_one_row_length(preset, expected):
-    """A middle that never compiles: `balanced` tries the sizer's one-row length (9 for this line hole: rungs
-    5, 9, 17, 37) and the next one; `thinking` climbs every rung, shortest first."""
-    result = fill(scripted("x +", length=40), lengths=None, quality=preset, max_steps=2)
-    assert [c.length for c in result.candidates] == expected and not result.syntax_ok
-    assert quality("balanced").climb == 2 and quality("thinking").climb is None
-
-
 def test_rows_of_different_lengths_never_share_a_pass():
     backend = scripted("x + 1", length=16)
     engine = Engine(backend)
