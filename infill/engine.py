@@ -21,7 +21,7 @@ from .quality import quality
 from .request import Candidate, InfillRequest, InfillResult
 from .sampler import SampleOutput, SamplerConfig, quality_preset, sample
 from .syntax import SyntaxVerdict, check_splice, language_for_path, normalize_language
-from .textfix import follow_file_style, keep_line_break, trim_overlap
+from .textfix import follow_file_style, keep_line_break, no_added_blank_line, trim_overlap
 from .warmstart import Drafts
 
 
@@ -310,6 +310,7 @@ class Engine:
         suffix = text[hole.end :]
         middle = keep_line_break(middle, text[hole.start : hole.end])  # first: the style fixes see the line ends
         middle = follow_file_style(middle, text, hole, reindent_lines=cfg.reindent)
+        middle = no_added_blank_line(middle, text[hole.start : hole.end], suffix)  # after: blanks are gone
         variants = [middle]
         if cfg.trim_overlap:
             variants += [v for v in trim_overlap(middle, suffix, cfg.min_overlap_chars) if v not in variants]

@@ -201,6 +201,15 @@ def strip_trailing_blanks(middle: str, suffix: str) -> str:
 
 
 # -- line breaks ------------------------------------------------------------------------------------------
+def no_added_blank_line(middle: str, replaced: str, suffix: str) -> str:
+    """A middle that ends with line breaks where the file already breaks the line (the cursor at the end of a
+    line, a range ending there) would add blank lines: they go. A range that ended with its own line break is
+    `keep_line_break`'s; before code on the same line (`|foo()`), a line break separates and stays."""
+    if replaced.endswith(("\n", "\r")) or (suffix and suffix[0] not in "\r\n"):
+        return middle
+    return middle.rstrip("\r\n")
+
+
 def keep_line_break(middle: str, replaced: str) -> str:
     """A range that ended with a line break keeps it: whole-line selections must not merge with the next line."""
     for newline in ("\r\n", "\n", "\r"):

@@ -107,6 +107,12 @@ def test_invoked_requests_climb_one_candidate_at_a_time():
     assert {tuple(c.shape) for c in backend.calls} == {(1, 3), (1, 8)}
 
 
+def test_a_completion_at_the_end_of_a_line_adds_no_blank_line():
+    """TEXT's cursor ends `    return `; a middle ending with a line break would leave a blank line after it."""
+    result = fill(scripted("x + 1\n", length=12), lengths=(12,))
+    assert result.text == "x + 1" and result.syntax_ok
+
+
 def test_rows_of_different_lengths_never_share_a_pass():
     backend = scripted("x + 1", length=16)
     engine = Engine(backend)
@@ -204,7 +210,7 @@ def test_two_space_files_get_two_space_levels():
     fixture = "function f(x) {\n  if (x > 0) {\n    ║\n  }\n}\n"
     middle = "const y = x;\n    if (y) {\n        return y;\n    }\n"  # the model's levels are 4 spaces
     result = fill(scripted(middle, length=80), lengths=(80,), path="f.js", quality="fast", **hole(fixture))
-    assert result.text == "const y = x;\n    if (y) {\n      return y;\n    }\n"
+    assert result.text == "const y = x;\n    if (y) {\n      return y;\n    }"  # the line break is the file's
 
 
 def test_crlf_files_get_crlf_middles():

@@ -12,6 +12,7 @@ from infill.textfix import (
     drop_duplicate_suffix_lines,
     fit_first_line,
     keep_line_break,
+    no_added_blank_line,
     reindent,
     shift_continuations,
     trim_overlap,
@@ -49,6 +50,15 @@ def test_a_whole_line_range_keeps_its_line_break():
     assert keep_line_break("y = 2\n", "x = 1\n") == "y = 2\n"
     assert keep_line_break("y = 2", "x = 1") == "y = 2"
     assert keep_line_break("", "x = 1\n") == ""  # deleting the line stays a deletion
+
+
+def test_a_middle_where_the_line_already_ends_adds_no_blank_line():
+    assert no_added_blank_line("x + 1\n", "", "\n\ndef g(): ...") == "x + 1"  # `return |` at a line's end
+    assert no_added_blank_line("x + 1\r\n\r\n", "", "\r\n") == "x + 1"
+    assert no_added_blank_line("x + 1\n", "", "") == "x + 1"  # the end of the file
+    assert no_added_blank_line("\n", "", "\n") == ""  # only a line break: no suggestion
+    assert no_added_blank_line("x = 1\n", "", "foo()\n") == "x = 1\n"  # `|foo()`: the break separates
+    assert no_added_blank_line("y = 2\n", "x = 1\n", "\n") == "y = 2\n"  # a whole-line range keeps its own
 
 
 def test_a_middle_after_the_indentation_stays_on_the_indentation_grid():
