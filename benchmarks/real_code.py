@@ -268,15 +268,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="picks the holes and seeds the sampler (default 0)")
     p.add_argument("--model", default=None, help="checkpoint (default: the bundled model)")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--table", action="store_true", help="write results/real_code.md from the before and after runs")
+    p.add_argument("--table", nargs="*", metavar="LABEL",
+                   help="write results/real_code.md from runs already made: a table for each consecutive pair of "
+                        "LABELs (default: before after)")
     args = p.parse_args(argv)
-    if args.table:
-        before, after = (json.loads((RESULTS / f"real_code_{label}.json").read_text()) for label in ("before", "after"))
-        text = table(before, after)
-        runs = "".join(f"- {r['label']}: `{r['command']}` with infill from {r['infill']}, {r['seconds']:.0f} s\n"
-                       for r in (before, after))
-        (RESULTS / "real_code.md").write_text(f"{runs}\n{text}")
-        print(text)
+    if args.table is not None:
+        labels = args.table or ["before", "after"]
+        if len(labels) < 2:
+            p.error("--table compares runs: give two labels or more")
+        runs = [json.loads((RESULTS / f"real_code_{label}.json").read_text()) for label in labels]
+        made = "".join(f"- {r['label']}: `{r['command']}` with infill from {r['infill']}, {r['seconds']:.0f} s\n"
+                       for r in runs)
+        tables = "".join(f"\n{a['label']} → {b['label']}:\n\n{table(a, b)}" for a, b in zip(runs, runs[1:], strict=False))
+        (RESULTS / "real_code.md").write_text(made + tables)
+        print(tables)
         return 0
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     report = run(args)
