@@ -18,7 +18,7 @@ from infill.request import InfillRequest, InfillResult
 
 from . import wire
 from .client import DaemonClient
-from .protocol import FillError, Unavailable
+from .protocol import PROTOCOL_VERSION, FillError, StatusMessage, Unavailable
 
 CONNECT_TIMEOUT = 2.0  # seconds; nobody listening is refused at once, this bounds a hung listener
 
@@ -56,13 +56,19 @@ def connect(address: str, model: str) -> DaemonFiller | None:
     try:
         loop.run_until_complete(client.connect(timeout=CONNECT_TIMEOUT))
         status = loop.run_until_complete(asyncio.wait_for(client.status(), CONNECT_TIMEOUT))
-        if same_model(status.model, model):
+        if serves(status, model):
             return DaemonFiller(loop, client, status.model)
         loop.run_until_complete(client.close())
     except (FillError, TimeoutError, OSError):
         pass
     loop.close()
     return None
+
+
+def serves(status: StatusMessage, model: str) -> bool:
+    """Whether a daemon with this status can fill for this command: the model asked for, and this protocol (a
+    daemon left running from another version of infill loads the model here instead)."""
+    return status.extra.get("protocol") == PROTOCOL_VERSION and same_model(status.model, model)
 
 
 def same_model(served: str, wanted: str) -> bool:
@@ -73,4 +79,4 @@ def same_model(served: str, wanted: str) -> bool:
     return a.is_dir() and b.is_dir() and a.resolve() == b.resolve()
 
 
-__all__ = ["DaemonFiller", "connect", "same_model"]
+__all__ = ["DaemonFiller", "connect", "same_model", "serves"]

@@ -72,3 +72,14 @@ def test_exceptions_map_to_one_error_family(exc, code, message):
 def test_unavailable_is_a_fill_error_with_its_own_code():
     err = Unavailable("no daemon")
     assert isinstance(err, FillError) and err.code == "unavailable" and str(err) == "unavailable: no daemon"
+
+
+def test_the_cli_uses_a_daemon_only_for_its_model_and_its_protocol(tmp_path):
+    from server.protocol import PROTOCOL_VERSION, StatusMessage
+    from server.remote import serves
+
+    here = StatusMessage(model=str(tmp_path), extra={"protocol": PROTOCOL_VERSION})
+    assert serves(here, str(tmp_path)) and serves(here, str(tmp_path / "." / ""))
+    assert not serves(here, "google/other")
+    assert not serves(dataclasses.replace(here, extra={"protocol": PROTOCOL_VERSION - 1}), str(tmp_path))
+    assert not serves(dataclasses.replace(here, extra={}), str(tmp_path))  # a daemon from before the field
