@@ -181,6 +181,9 @@ class Completer:
         if doc.version != version:  # edited meanwhile: the editor has moved on
             self.counts["stale"] += 1
             return None
+        if settings.hide_broken and not result.syntax_ok:  # broken code is noise the user has to dismiss
+            self.counts["broken"] += 1
+            return None
         if (result.start, result.end) != (cursor, cursor):
             log.debug("a cursor request came back as a range %s-%s; not shown", result.start, result.end)
             return None
@@ -308,7 +311,7 @@ class Completer:
     def stats(self) -> dict[str, Any]:
         tt = self.typethrough
         counted = ("completions", "items", "model_calls", "disabled", "stale", "filtered", "cancelled", "deadline",
-                   "unavailable", "errors", "refused")
+                   "unavailable", "errors", "refused", "broken")
         return {**{k: self.counts[k] for k in counted}, **self.counts, "typethrough_hits": tt.hits, "typethrough_misses": tt.misses,
                 "typethrough_rate": tt.rate, "superseded": self.scheduler.superseded,
                 "cancelled_running": self.scheduler.cancelled, "model_seconds": round(self.model_seconds, 4)}

@@ -34,7 +34,8 @@ from server.typethrough import TypeThrough
 on_module_loop = pytest.mark.asyncio(loop_scope="module")  # the tests that share one server per module
 
 # Small, deterministic model settings: each request is a few denoising steps of the tiny model.
-FAST = {"maxSteps": 2, "lengths": [8], "seed": 0, "debounce": 0, "quality": "fast", "deadline": 60000}
+FAST = {"maxSteps": 2, "lengths": [8], "seed": 0, "debounce": 0, "quality": "fast", "deadline": 60000,
+        "hideBroken": False}  # random weights write broken code: these tests check the plumbing, not the model
 SLOW = {"maxSteps": 1024, "lengths": [64], "deadline": 60000}  # runs for many seconds unless cancelled
 PY = "def add(a, b):\n    total = a + b\n    return total\n\n\ndef main():\n    print(add(1, 2))\n"
 PYC = "def add(a, b):\n    total = a + b  # the sum\n    return total\n"
@@ -233,12 +234,20 @@ async def test_a_middle_without_code_gives_no_item():
     edit = await completer.at_cursor(doc, len("def f(x):\n    "), invoked=True)
     assert edit is not None and edit.text == "return x"
     await completer.service.close()
+    completer = engine_completer(model_writing("return x +"))  # does not compile: no ghost text by default
+    assert await completer.at_cursor(doc, len("def f(x):\n    "), invoked=True) is None
+    assert completer.stats()["broken"] == 1
+    await completer.service.close()
+    completer = engine_completer(model_writing("return x +"), hideBroken=False)  # the user asked to see all
+    edit = await completer.at_cursor(doc, len("def f(x):\n    "), invoked=True)
+    assert edit is not None and edit.text == "return x +"
+    await completer.service.close()
 
 
 async def test_the_same_document_state_gives_the_same_suggestion(tiny_engine):
     """Default settings (no seed given): two documents with the same text, and the first one again after an edit
     and its undo, get the same suggestion from the real tiny model."""
-    completer = engine_completer(tiny_engine, maxSteps=2, lengths=[8], quality="fast")
+    completer = engine_completer(tiny_engine, maxSteps=2, lengths=[8], quality="fast", hideBroken=False)
     text = "def f(a, b):\n    return \n"
     at = text.index("return ") + len("return ")
     first = await completer.at_cursor(Document("file:///a.py", "python", 1, text), at, invoked=True)

@@ -15,7 +15,8 @@ local SUITE_TIMEOUT_MS = tonumber(vim.env.INFILL_TEST_SUITE_TIMEOUT_MS) or 11000
 --- Settings for fast, deterministic requests: a couple of denoising steps of the tiny model, through the
 --- model daemon that the server starts on this suite's own address (INFILL_TEST_DAEMON).
 H.settings = { maxSteps = 2, lengths = { 8 }, seed = 0, debounce = 0, quality = "fast", deadline = 60000,
-               daemon = vim.env.INFILL_TEST_DAEMON, daemonIdleExit = 30 }
+               daemon = vim.env.INFILL_TEST_DAEMON, daemonIdleExit = 30,
+               hideBroken = false }  -- random weights: the plumbing is under test, not the code
 
 --- The server command: `infill lsp`, which starts (or reuses) the daemon; its model runs on one CPU thread.
 function H.cmd()

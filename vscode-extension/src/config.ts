@@ -7,7 +7,7 @@ export const SECTION = "infill";
 const LAUNCH_KEYS = ["server.command", "pythonPath", "embedded"];
 
 /** Settings the language server reads (server/settings.py), under the same names. */
-const SERVER_KEYS = ["model", "daemon", "daemonIdleExit", "debounce", "quality", "actionQuality", "enable", "maxSteps", "lengths", "deadline", "seed"];
+const SERVER_KEYS = ["model", "daemon", "daemonIdleExit", "debounce", "quality", "actionQuality", "enable", "maxSteps", "lengths", "deadline", "seed", "hideBroken"];
 
 export interface Launch {
   command: string;
