@@ -109,20 +109,22 @@ def evaluate(engine, rows: list[dict], quality: str, seed: int, timeout: float, 
     }
 
 
-def rejudge(report: dict, data: Path) -> dict:
-    """The stored middles of an earlier run judged by this checkout's checker (infill.syntax.check_splice): per
-    set, holes, syntax_ok, no code, and passes that had code. No model runs."""
+def judge(row: dict, completion: str):
+    """This checkout's verdict (infill.syntax.check_splice) on `completion` filling the hole of `row`."""
     from infill.syntax import check_splice
 
+    at = len(row["prompt"])
+    return check_splice(row["prompt"] + row["suffix"], at, at, completion, "python")
+
+
+def rejudge(report: dict, data: Path) -> dict:
+    """The stored middles of an earlier run judged by this checkout's checker (`judge`): per set, holes,
+    syntax_ok, no code, and passes that had code. No model runs."""
     out = {}
     for name, result in report["sets"].items():
         rows = {r["task_id"]: r for r in load(name, data, 0, 0)}
-        verdicts = []
-        for record in result["records"]:
-            row = rows[record["task_id"]]
-            at = len(row["prompt"])
-            verdicts.append((check_splice(row["prompt"] + row["suffix"], at, at, record["completion"], "python"),
-                             record["passed"]))
+        verdicts = [(judge(rows[record["task_id"]], record["completion"]), record["passed"])
+                    for record in result["records"]]
         out[name] = {"holes": len(verdicts), "syntax_ok": sum(v.ok for v, _ in verdicts),
                      "no_code": sum(v.empty for v, _ in verdicts),
                      "passed": sum(passed and not v.empty for v, passed in verdicts)}

@@ -79,15 +79,11 @@ def run_variant(name: str, tree: Path, args: list[str], limit: int, seed: int, o
 
 def judged(report: dict) -> dict:
     """`report` with each middle's syntax_ok and pass judged by this checkout's checker (no model runs)."""
-    from humaneval import load
-
-    from infill.syntax import check_splice
+    from humaneval import judge, load
 
     rows = {r["task_id"]: r for r in load("single-line", DATA, 0, 0)}
     for record in report["sets"]["single-line"]["records"]:
-        row = rows[record["task_id"]]
-        at = len(row["prompt"])
-        verdict = check_splice(row["prompt"] + row["suffix"], at, at, record["completion"], "python")
+        verdict = judge(rows[record["task_id"]], record["completion"])
         record["syntax_ok"], record["passed"] = verdict.ok, record["passed"] and not verdict.empty
     return report
 
